@@ -1,0 +1,311 @@
+"""Chaos Toolkit actions: inject header-scoped faults into VirtualServices, remove them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import functools
+import logging
+from typing import Any
+
+import yaml
+
+from chaosmesh_istio import faults, settings
+from chaosmesh_istio.errors import InvalidArgument, NotFound, RollbackNotVerified
+from chaosmesh_istio.kube import VirtualServices, check_target, open_virtual_services
+from chaosmesh_istio.scoping import Scope, make_scope
+from chaosmesh_istio.settings import Configuration, Secrets, expiry, owner
+from chaosmesh_istio.spec import Fault, Selection, make_fault, make_selection
+
+__all__ = ["inject_abort", "inject_delay", "inject_fault", "remove_faults"]
+
+logger = logging.getLogger("chaostoolkit").getChild("chaosmesh_istio")
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _yaml(vs: dict[str, Any]) -> list[str]:
+    shown = {
+        "metadata": {"annotations": (vs.get("metadata") or {}).get("annotations") or {}},
+        "spec": vs.get("spec"),
+    }
+    return yaml.safe_dump(shown, sort_keys=False, width=100).splitlines(keepends=True)
+
+
+def virtual_service_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """A unified diff of a VirtualService's spec and annotations, as YAML."""
+    ref = faults.vs_ref(before)
+    return "".join(
+        difflib.unified_diff(_yaml(before), _yaml(after), f"{ref} (before)", f"{ref} (after)")
+    )
+
+
+def _rollback_partial(vs: VirtualServices, written: list[tuple[str, str, list[str]]]) -> None:
+    """Undo the VirtualServices already written when a later one of the same call failed."""
+    for name, namespace, names in written:
+        try:
+            vs.update(name, namespace, functools.partial(_removed, run=None, names=names))
+        except Exception:
+            logger.exception("could not undo the fault in virtual service %s/%s", namespace, name)
+
+
+def _removed(
+    current: dict[str, Any], run: str | None, names: list[str] | None = None
+) -> dict[str, Any] | None:
+    removal = faults.remove(current, run, names)
+    return removal.virtual_service if removal.removed or removal.runs else None
+
+
+def inject_fault(
+    virtual_service: str | None = None,
+    namespace: str = "default",
+    delay: str | None = None,
+    delay_percentage: float = 100.0,
+    abort_status: int | None = None,
+    abort_grpc_status: str | None = None,
+    abort_percentage: float = 100.0,
+    scope: str = "header",
+    header: str = "x-chaos-run",
+    header_value: str | None = None,
+    header_match: str = "exact",
+    routes: list[str] | None = None,
+    destination_host: str | None = None,
+    destination_subset: str | None = None,
+    label_selector: str | None = None,
+    ttl: str = "15m",
+    allow_unscoped: bool = False,
+    dry_run: bool = False,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Inject a header-scoped delay and/or abort into VirtualService HTTP routes.
+
+    For every selected route (all HTTP routes, or those named in `routes`, or those
+    forwarding to `destination_host`/`destination_subset`) a copy carrying the fault is
+    inserted before it; only requests carrying the scope header hit the copy. By default
+    the scope is the header `x-chaos-run: <run id>`; `scope="baggage"` matches the member
+    `chaos-run=<value>` of the W3C `baggage` header instead. Target one VirtualService by
+    `virtual_service` or several by `label_selector`. All arguments are checked before
+    anything is written. `ttl` is how long the fault may live if the runner dies.
+    Returns the run id, the `header` and `header_value` the experiment traffic must send,
+    the faulted routes and the VirtualService diff; with `dry_run` nothing is written.
+    """
+    rid = settings.run_id(configuration)
+    name, ns, selector = check_target(virtual_service, namespace, label_selector, configuration)
+    fault = make_fault(delay, delay_percentage, abort_status, abort_grpc_status, abort_percentage)
+    chosen_scope = make_scope(rid, scope, header, header_value, header_match, allow_unscoped)
+    selection = make_selection(routes, destination_host, destination_subset)
+    now = dt.datetime.now(dt.UTC)
+    marker = faults.Marker(
+        rid, owner(configuration), now.strftime("%Y-%m-%dT%H:%M:%SZ"), expiry(ttl, now)
+    )
+    dry = _flag("dry_run", dry_run)
+    client = open_virtual_services(configuration, secrets)
+    targets = client.targets(name, ns, selector)
+    planned = [faults.inject(t, fault, chosen_scope, selection, marker) for t in targets]
+    result = _describe(rid, chosen_scope, fault, selection, marker, dry)
+    if dry:
+        for target, plan in zip(targets, planned, strict=True):
+            _add_target(result, target, plan, virtual_service_diff(target, plan.virtual_service))
+        return result
+    written: list[tuple[str, str, list[str]]] = []
+    for target, plan in zip(targets, planned, strict=True):
+        meta = target["metadata"]
+        names = [f.name for f in plan.faulted]
+
+        def change(current: dict[str, Any], names: list[str] = names) -> dict[str, Any] | None:
+            present = {r.get("name") for r in current.get("spec", {}).get("http") or []}
+            if set(names) <= present:
+                return None  # an earlier attempt whose answer was lost already wrote it
+            return faults.inject(current, fault, chosen_scope, selection, marker).virtual_service
+
+        try:
+            before, after = client.update(meta["name"], meta.get("namespace", ns), change)
+        except Exception:
+            _rollback_partial(client, written)
+            raise
+        written.append((meta["name"], meta.get("namespace", ns), names))
+        _add_target(result, target, plan, virtual_service_diff(before, after))
+        logger.info(
+            "injected %s into %s routes %s for run %s",
+            fault.to_istio(),
+            faults.vs_ref(target),
+            names,
+            rid,
+        )
+    return result
+
+
+def _describe(
+    rid: str, scope: Scope, fault: Fault, selection: Selection, marker: faults.Marker, dry: bool
+) -> dict[str, Any]:
+    return {
+        "run_id": rid,
+        "scope": scope.mode,
+        "header": scope.header or None,
+        "header_value": scope.send_value or None,
+        "header_match": {scope.match: scope.value} if scope.mode != "none" else None,
+        "fault": fault.to_istio(),
+        "selection": selection.describe(),
+        "expires": marker.expires,
+        "owner": marker.owner,
+        "dry_run": dry,
+        "virtual_services": [],
+        "routes": [],
+        "faulted": [],
+        "skipped": [],
+        "diff": "",
+    }
+
+
+def _add_target(
+    result: dict[str, Any], target: dict[str, Any], plan: faults.Injection, diff: str
+) -> None:
+    ref = faults.vs_ref(target)
+    result["virtual_services"].append(ref)
+    result["routes"].extend(f.name for f in plan.faulted)
+    result["faulted"].extend({"virtual_service": ref, **f.to_dict()} for f in plan.faulted)
+    result["skipped"].extend({"virtual_service": ref, "route": s} for s in plan.skipped)
+    result["diff"] += diff
+
+
+def inject_delay(
+    virtual_service: str | None = None,
+    namespace: str = "default",
+    delay: str | None = None,
+    percentage: float = 100.0,
+    scope: str = "header",
+    header: str = "x-chaos-run",
+    header_value: str | None = None,
+    header_match: str = "exact",
+    routes: list[str] | None = None,
+    destination_host: str | None = None,
+    destination_subset: str | None = None,
+    label_selector: str | None = None,
+    ttl: str = "15m",
+    allow_unscoped: bool = False,
+    dry_run: bool = False,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Delay `percentage` % of the scoped requests by `delay` (for example "2s").
+
+    A thin wrapper of `inject_fault`: same targeting, scope and result.
+    """
+    if delay is None:
+        raise InvalidArgument("inject_delay needs delay, for example '2s' or '500ms'")
+    return inject_fault(
+        virtual_service, namespace, delay=delay, delay_percentage=percentage, scope=scope,
+        header=header, header_value=header_value, header_match=header_match, routes=routes,
+        destination_host=destination_host, destination_subset=destination_subset,
+        label_selector=label_selector, ttl=ttl, allow_unscoped=allow_unscoped, dry_run=dry_run,
+        configuration=configuration, secrets=secrets,
+    )  # fmt: skip
+
+
+def inject_abort(
+    virtual_service: str | None = None,
+    namespace: str = "default",
+    status: int | None = None,
+    percentage: float = 100.0,
+    scope: str = "header",
+    header: str = "x-chaos-run",
+    header_value: str | None = None,
+    header_match: str = "exact",
+    routes: list[str] | None = None,
+    destination_host: str | None = None,
+    destination_subset: str | None = None,
+    label_selector: str | None = None,
+    ttl: str = "15m",
+    allow_unscoped: bool = False,
+    dry_run: bool = False,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Abort `percentage` % of the scoped requests with HTTP `status` (for example 503).
+
+    A thin wrapper of `inject_fault`: same targeting, scope and result.
+    """
+    if status is None:
+        raise InvalidArgument("inject_abort needs status, an HTTP status such as 503")
+    return inject_fault(
+        virtual_service, namespace, abort_status=status, abort_percentage=percentage,
+        scope=scope, header=header, header_value=header_value, header_match=header_match,
+        routes=routes, destination_host=destination_host, destination_subset=destination_subset,
+        label_selector=label_selector, ttl=ttl, allow_unscoped=allow_unscoped, dry_run=dry_run,
+        configuration=configuration, secrets=secrets,
+    )  # fmt: skip
+
+
+def remove_faults(
+    virtual_service: str | None = None,
+    namespace: str = "default",
+    label_selector: str | None = None,
+    run_id: str | None = None,
+    all_runs: bool = False,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Remove the chaos routes of this run (or of `run_id`, or of every run with `all_runs`).
+
+    Without `virtual_service` or `label_selector`, every VirtualService of the namespace is
+    cleaned. Only the routes the run added and its annotation entry are removed; anything
+    else, including edits made meanwhile by others, is kept. Every VirtualService is read
+    back afterwards: if a removed route is still there, this raises.
+    """
+    name, ns, selector = check_target(
+        virtual_service, namespace, label_selector, configuration, required=False
+    )
+    every = _flag("all_runs", all_runs)
+    if every and run_id is not None:
+        raise InvalidArgument(
+            f"run_id {run_id!r} and all_runs were both given; pick one run or all of them"
+        )
+    run = (
+        None
+        if every
+        else settings.run_id(configuration if run_id is None else {"chaosmesh_run_id": run_id})
+    )
+    client = open_virtual_services(configuration, secrets)
+    try:
+        targets = client.targets(name, ns, selector) if name or selector else client.select(ns)
+    except NotFound:
+        if name is None:
+            raise
+        targets = []  # a deleted VirtualService carries no fault
+    removed = []
+    for target in targets:
+        meta = target["metadata"]
+        try:
+            before, _ = client.update(
+                meta["name"], meta.get("namespace", ns), functools.partial(_removed, run=run)
+            )
+        except NotFound:
+            continue
+        gone = faults.remove(before, run).removed
+        if gone:
+            removed.append({"virtual_service": faults.vs_ref(target), "routes": list(gone)})
+            logger.info("removed %s from %s", list(gone), faults.vs_ref(target))
+    _verify_removed(client, targets, run)
+    return {"run_id": run, "all_runs": every, "removed": removed, "verified": True}
+
+
+def _verify_removed(
+    client: VirtualServices, targets: list[dict[str, Any]], run: str | None
+) -> None:
+    for target in targets:
+        meta = target["metadata"]
+        try:
+            current = client.get(meta["name"], meta["namespace"])
+        except NotFound:
+            continue
+        left = [f["route"] for f in faults.active_runs(current) if run in (None, f["run_id"])]
+        if left:
+            raise RollbackNotVerified(
+                f"virtual service {faults.vs_ref(current)} still has chaos routes {left!r} after "
+                "removal; run 'chaosmesh-istio cleanup' or remove them with kubectl"
+            )

@@ -1,0 +1,31 @@
+"""Chaos Toolkit probes: what chaos routes are live in VirtualServices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaosmesh_istio import faults
+from chaosmesh_istio.kube import check_target, open_virtual_services
+from chaosmesh_istio.settings import Configuration, Secrets
+
+__all__ = ["active_faults"]
+
+
+def active_faults(
+    virtual_service: str | None = None,
+    namespace: str = "default",
+    label_selector: str | None = None,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> list[dict[str, Any]]:
+    """List the chaos routes present in VirtualServices: run id, route, fault, owner, expiry.
+
+    Without `virtual_service` or `label_selector`, every VirtualService of the namespace is
+    inspected. An empty list means no fault of any run is live there.
+    """
+    name, ns, selector = check_target(
+        virtual_service, namespace, label_selector, configuration, required=False
+    )
+    client = open_virtual_services(configuration, secrets)
+    targets = client.targets(name, ns, selector) if name or selector else client.select(ns)
+    return [found for target in targets for found in faults.active_runs(target)]
