@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from chaosmesh_istio.durations import parse_duration
+from chaosmesh_istio.durations import bounded_duration
 from chaosmesh_istio.errors import InvalidArgument
 
 __all__ = [
@@ -82,11 +82,9 @@ def owner(configuration: Configuration = None) -> str:
 def expiry(ttl: object, now: dt.datetime | None = None) -> str:
     """The RFC 3339 time a fault with this TTL expires (TTL from 1s to 24h)."""
     try:
-        ns = parse_duration(ttl)
+        ns = bounded_duration("ttl", ttl, 10**9, _MAX_TTL_NS)
     except ValueError as exc:
-        raise InvalidArgument(f"ttl: {exc}") from None
-    if not 10**9 <= ns <= _MAX_TTL_NS:
-        raise InvalidArgument(f"ttl must be between 1s and 24h, got {ttl!r}")
+        raise InvalidArgument(str(exc)) from None
     start = now or dt.datetime.now(dt.UTC)
     return (start + dt.timedelta(microseconds=ns // 1000)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chaosmesh_istio.durations import format_duration, parse_duration
+from chaosmesh_istio.durations import bounded_duration, format_duration
 from chaosmesh_istio.errors import InvalidArgument
 
 __all__ = [
@@ -122,14 +122,9 @@ def parse_percentage(name: str, value: object) -> float:
 
 def _parse_delay(value: object) -> str:
     try:
-        ns = parse_duration(value)
+        return format_duration(bounded_duration("delay", value, _MIN_DELAY_NS, _MAX_DELAY_NS))
     except ValueError as exc:
-        raise InvalidArgument(f"delay: {exc}") from None
-    if not _MIN_DELAY_NS <= ns <= _MAX_DELAY_NS:
-        raise InvalidArgument(
-            f"delay must be between 1ms and 1h (Istio's minimum is 1ms), got {value!r}"
-        )
-    return format_duration(ns)
+        raise InvalidArgument(str(exc)) from None
 
 
 def _parse_http_status(value: object) -> int:

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-import re2
-
-from chaosmesh_istio.localmesh._validation_core import compile_re2
+from chaosmesh_istio.regex import compile_re2
 
 __all__ = [
     "CLUSTER_DOMAIN",
@@ -90,12 +88,11 @@ class Request:
         return found
 
 
-@functools.lru_cache(maxsize=4096)
-def _regex(pattern: str) -> re2._Regexp | None:
+def _regex(pattern: str) -> Any:
     """A compiled RE2 pattern, or None if it does not compile (Envoy would reject it)."""
     try:
         return compile_re2(pattern)
-    except re2.error:
+    except ValueError:
         return None
 
 
