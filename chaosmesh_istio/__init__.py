@@ -22,9 +22,7 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
         initialize_discovery_result,
     )
 
-    discovery: dict[str, Any] = initialize_discovery_result(
-        "chaosmesh-istio", __version__, "istio"
-    )
+    discovery: dict[str, Any] = initialize_discovery_result("chaosmesh-istio", __version__, "istio")
     discovery["activities"].extend(discover_actions("chaosmesh_istio.actions"))
     discovery["activities"].extend(discover_probes("chaosmesh_istio.probes"))
     return discovery

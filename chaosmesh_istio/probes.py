@@ -8,7 +8,7 @@ from chaosmesh_istio import faults
 from chaosmesh_istio.kube import check_target, open_virtual_services
 from chaosmesh_istio.settings import Configuration, Secrets
 
-__all__ = ["active_faults"]
+__all__ = ["active_fault_count", "active_faults"]
 
 
 def active_faults(
@@ -29,3 +29,18 @@ def active_faults(
     client = open_virtual_services(configuration, secrets)
     targets = client.targets(name, ns, selector) if name or selector else client.select(ns)
     return [found for target in targets for found in faults.active_runs(target)]
+
+
+def active_fault_count(
+    virtual_service: str | None = None,
+    namespace: str = "default",
+    label_selector: str | None = None,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> int:
+    """Count the chaos routes present in VirtualServices (0 means no fault is live).
+
+    Takes the same targets as `active_faults`; handy with a tolerance of 0 in a steady-state
+    hypothesis.
+    """
+    return len(active_faults(virtual_service, namespace, label_selector, configuration, secrets))
