@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import Any
 import jsonpatch
 import urllib3
 from chaosk8s import create_k8s_api_client
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from chaosmesh_istio.errors import (
@@ -40,6 +41,7 @@ __all__ = [
     "VERSIONS",
     "Change",
     "VirtualServices",
+    "api_client",
     "check_label_selector",
     "check_target",
     "open_virtual_services",
@@ -317,11 +319,42 @@ def _is_dns_subdomain(name: str) -> bool:
     return len(name) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(name))
 
 
+def api_client(secrets: Secrets = None) -> client.ApiClient:
+    """An API client, with credentials looked up in chaostoolkit-kubernetes' order.
+
+    1. a kubeconfig (``KUBECONFIG`` or ``~/.kube/config``), context ``KUBERNETES_CONTEXT``;
+    2. in a pod with ``CHAOSTOOLKIT_IN_POD=true``, the service account;
+    3. ``KUBERNETES_HOST`` and the other ``KUBERNETES_*`` keys.
+    Secrets are looked up before the environment. The kubeconfig is read from the
+    environment now rather than when the kubernetes package was imported (which is what
+    chaostoolkit-kubernetes ends up doing), and into a fresh configuration.
+    """
+    found = dict(secrets) if isinstance(secrets, Mapping) else {}
+    paths = os.environ.get("KUBECONFIG", "~/.kube/config")
+    if any(os.path.exists(os.path.expanduser(p)) for p in paths.split(os.pathsep) if p):
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=paths,
+            context=found.get("KUBERNETES_CONTEXT", os.environ.get("KUBERNETES_CONTEXT")),
+        )
+        for variable, attribute in (("HTTP_PROXY", "proxy"), ("NO_PROXY", "no_proxy")):
+            if os.environ.get(variable):
+                setattr(api.configuration, attribute, os.environ[variable])
+        return api
+    from_env: client.ApiClient = create_k8s_api_client(found or None)
+    return from_env
+
+
 def open_virtual_services(
     configuration: Configuration = None, secrets: Secrets = None
 ) -> VirtualServices:
     """A VirtualServices client with credentials resolved as chaostoolkit-kubernetes does."""
     attempts = int(_positive(configuration, "chaosmesh_api_attempts", 5))
     timeout = _positive(configuration, "chaosmesh_api_timeout", 10.0)
-    api = create_k8s_api_client(dict(secrets) if isinstance(secrets, Mapping) else None)
+    try:
+        api = api_client(secrets)
+    except config.ConfigException as exc:
+        raise KubeError(
+            f"could not load Kubernetes credentials: {exc}; set KUBECONFIG to a valid "
+            "kubeconfig or KUBERNETES_HOST and KUBERNETES_API_KEY"
+        ) from exc
     return VirtualServices(api, attempts=attempts, timeout=timeout)
