@@ -16,7 +16,7 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
     """Describe the actions and probes this extension offers, for ``chaos discover``."""
     # chaoslib is imported here so that the local mesh's processes, which import this
     # package, do not pay for it.
-    from chaoslib.discovery.discover import (
+    from chaoslib.discovery.discover import (  # noqa: PLC0415
         discover_actions,
         discover_probes,
         initialize_discovery_result,
