@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages chaosmesh_istio needs, only those missing.
 #   kubectl     (kubernetes-client) drives the control plane in tests, as users do
+#   openssl     makes the local control plane's TLS certificates
+#   prometheus  the local mesh's metrics server
 set -euo pipefail
 
 missing=()
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
