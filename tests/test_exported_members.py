@@ -1,0 +1,48 @@
+"""Every public name is exported on purpose, and `chaos discover` sees every activity."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import chaosmesh_istio
+from chaosmesh_istio import actions, probes
+
+
+def test_every_module_declares_all_and_exports_what_exists() -> None:
+    for found in pkgutil.walk_packages(chaosmesh_istio.__path__, "chaosmesh_istio."):
+        if found.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(found.name)
+        assert hasattr(module, "__all__"), f"{found.name} has no __all__"
+        for name in module.__all__:
+            assert hasattr(module, name), f"{found.name}.__all__ names missing {name!r}"
+
+
+def test_actions_and_probes_export_exactly_their_activities() -> None:
+    for module in (actions, probes):
+        public = {
+            name
+            for name, value in vars(module).items()
+            if inspect.isfunction(value)
+            and value.__module__ == module.__name__
+            and not name.startswith("_")
+        }
+        activities = {
+            name
+            for name in public
+            if "configuration" in inspect.signature(getattr(module, name)).parameters
+        }
+        assert set(module.__all__) == activities, module.__name__
+
+
+def test_discover_lists_every_activity_with_its_documentation() -> None:
+    discovery = chaosmesh_istio.discover()
+    found = {(a["type"], a["name"]): a for a in discovery["activities"]}
+    expected = {("action", n) for n in actions.__all__} | {("probe", n) for n in probes.__all__}
+    assert set(found) == expected
+    for activity in found.values():
+        assert activity["doc"] and len(activity["doc"]) > 40, activity["name"]
+        names = [arg["name"] for arg in activity["arguments"]]
+        assert names[-2:] == ["configuration", "secrets"], activity["name"]
