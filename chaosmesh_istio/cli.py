@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,14 +30,20 @@ def default_mesh_dir() -> Path:
 
 def cmd_mesh_up(args: argparse.Namespace) -> int:
     """Start the local mesh and say where it listens."""
-    info = mesh_up(args.dir, port=args.port)
+    started = time.monotonic()
+    info = mesh_up(args.dir, port=args.port, full=not args.control_plane_only)
+    took = time.monotonic() - started
     if args.json:
         print(json.dumps(info.to_json(), indent=2))
         return 0
-    print(f"local mesh is up in {info.directory}")
+    print(f"local mesh is up in {info.directory} ({took:.1f} s)")
     print(f"  API server:  {info.api_url}")
+    if info.ingress_url:
+        print(f"  ingress:     {info.ingress_url}  (try: curl {info.ingress_url}/product/1)")
+    if info.prometheus_url:
+        print(f"  Prometheus:  {info.prometheus_url}")
     print(f"  kubeconfig:  {info.kubeconfig}")
-    print(f"  try:         KUBECONFIG={info.kubeconfig} kubectl get virtualservices")
+    print(f"  export KUBECONFIG={info.kubeconfig}; kubectl get virtualservices")
     return 0
 
 
@@ -58,7 +65,7 @@ def cmd_mesh_status(args: argparse.Namespace) -> int:
     else:
         for name, part in report.items():
             print(
-                f"{name:<14} {part['state']:<10} pid {part['pid']:<8} {part['url']}  "
+                f"{name:<13} {part['state']:<10} pid {part['pid']:<8} {part['url']}  "
                 f"({part['detail']})"
             )
     return 0 if healthy else 1
@@ -82,6 +89,11 @@ def _add_mesh(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     up = action("up", cmd_mesh_up, "start the local mesh on 127.0.0.1")
     up.add_argument("--json", action="store_true", help="print where everything listens")
     up.add_argument("--port", type=int, default=0, help="API server port (default: any free)")
+    up.add_argument(
+        "--control-plane-only",
+        action="store_true",
+        help="start only the API server (no data plane, sample app or Prometheus)",
+    )
     action("down", cmd_mesh_down, "stop the local mesh")
     status = action("status", cmd_mesh_status, "check the local mesh (exit 1 if unhealthy)")
     status.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -16,6 +16,7 @@ import pytest
 from chaosmesh_istio import __version__
 from chaosmesh_istio.cli import main
 from chaosmesh_istio.localmesh.manager import mesh_down, mesh_status
+from tests.conftest import mesh_processes, port_is_free, process_exists
 
 
 @pytest.fixture
@@ -25,49 +26,40 @@ def mesh_dir(tmp_path: Path) -> Iterator[Path]:
     mesh_down(directory)
 
 
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not stat.exists() or stat.read_text().rpartition(")")[2].split()[0] != "Z"
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_up_status_down(mesh_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mesh", "up", "--dir", str(mesh_dir), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["dir"] == str(mesh_dir.resolve())
     assert info["api_url"].startswith("https://127.0.0.1:")
+    for key in ("ingress_url", "prometheus_url", "admin_url"):
+        assert info[key].startswith("http://127.0.0.1:"), key
+    assert info["listeners"]["ingress"] == info["ingress_url"]
     assert Path(info["kubeconfig"]).is_file()
     assert oct(Path(info["token_file"]).stat().st_mode & 0o777) == "0o600"
-    part = info["parts"]["controlplane"]
-    pid, port = part["pid"], int(part["url"].rsplit(":", 1)[1])
-    assert process_exists(pid)
+    parts = info["parts"]
+    assert list(parts) == ["controlplane", "dataplane", "sampleapp", "prometheus"]
+    pids = {name: part["pid"] for name, part in parts.items()}
+    ports = {int(part["url"].rsplit(":", 1)[1]) for part in parts.values()}
+    ports |= {int(url.rsplit(":", 1)[1]) for url in info["listeners"].values()}
+    assert all(process_exists(pid) for pid in pids.values())
     assert (mesh_dir / "controlplane.json").is_file()
-    assert json.loads((mesh_dir / "mesh.json").read_text())["parts"][0]["name"] == "controlplane"
+    recorded = json.loads((mesh_dir / "mesh.json").read_text())
+    assert [p["name"] for p in recorded["parts"]] == list(parts)
 
     assert main(["mesh", "status", "--dir", str(mesh_dir), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["healthy"] and status["parts"]["controlplane"]["state"] == "healthy"
+    assert status["healthy"] and {p["state"] for p in status["parts"].values()} == {"healthy"}
 
     assert main(["mesh", "up", "--dir", str(mesh_dir), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["parts"]["controlplane"]["pid"] == pid, "up twice reuses the running mesh"
+    assert again == info, "up twice reuses the running mesh"
 
     assert main(["mesh", "down", "--dir", str(mesh_dir)]) == 0
-    assert f"controlplane (pid {pid})" in capsys.readouterr().out
-    assert not process_exists(pid)
-    assert port_is_free(port)
+    out = capsys.readouterr().out
+    assert all(f"{name} (pid {pid})" in out for name, pid in pids.items())
+    assert not any(process_exists(pid) for pid in pids.values())
+    assert mesh_processes(mesh_dir) == []
+    assert all(port_is_free(port) for port in ports)
     assert not (mesh_dir / "controlplane.json").exists()
     assert (mesh_dir / "state").is_dir(), "state stays on disk"
 
@@ -77,10 +69,18 @@ def test_up_status_down(mesh_dir: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "was not running" in capsys.readouterr().out
 
 
+def test_control_plane_only(mesh_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mesh", "up", "--dir", str(mesh_dir), "--control-plane-only", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert list(info["parts"]) == ["controlplane"]
+    assert info["ingress_url"] is None and info["prometheus_url"] is None
+    assert info["listeners"] == {}
+
+
 def test_status_reports_a_dead_part(mesh_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["mesh", "up", "--dir", str(mesh_dir)]) == 0
+    assert main(["mesh", "up", "--dir", str(mesh_dir), "--control-plane-only"]) == 0
     out = capsys.readouterr().out
-    assert "kubeconfig" in out and "https://127.0.0.1:" in out
+    assert "kubeconfig" in out and "https://127.0.0.1:" in out and "ingress" not in out
     pid = json.loads((mesh_dir / "mesh.json").read_text())["parts"][0]["pid"]
     os.kill(pid, 9)
     for _ in range(100):
@@ -101,6 +101,10 @@ def test_port_in_use_is_one_clear_error(mesh_dir: Path, capsys: pytest.CaptureFi
     assert code == 2
     assert err.startswith("chaosmesh-istio: error: the control plane exited")
     assert "controlplane.log" in err and err.count("\n") == 1
+    # Prometheus starts first: the failed start stopped it too.
+    assert (mesh_dir / "logs" / "prometheus.log").exists()
+    assert mesh_processes(mesh_dir) == []
+    assert not (mesh_dir / "mesh.json").exists()
 
 
 def test_default_dir_comes_from_the_environment(

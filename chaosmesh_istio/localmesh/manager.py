@@ -1,39 +1,53 @@
-"""Start, stop and check the local mesh: detached processes recorded in ``DIR/mesh.json``.
+"""Start, stop and check the local mesh, whose processes ("parts") are recorded in
+``DIR/mesh.json``.
 
-Each process is a *part* (name, pid, url, health url, command line); today the control
-plane is the only one. Parts run in their own session with output to ``DIR/logs/``, so
-they outlive the command that started them and stop only through :func:`mesh_down`.
+``mesh_up`` brings up, in order: the control plane, the sample's Istio objects applied
+through its API, the data plane, the sample application and Prometheus, and returns once
+Prometheus has scraped the data plane. Each part is recorded as soon as it is spawned, so
+a failed or interrupted start is cleaned up by the next ``up`` or ``down``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import http.client
 import json
 import logging
 import os
-import signal
-import ssl
-import subprocess
 import sys
 import time
-import urllib.parse
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, TypedDict
-
-import yaml
+from typing import Any
 
 from chaosmesh_istio.errors import MeshError
+from chaosmesh_istio.localmesh import prometheus, topology
 from chaosmesh_istio.localmesh.controlplane import INFO_FILE, read_token
-from chaosmesh_istio.localmesh.store import atomic_write, now_rfc3339
+from chaosmesh_istio.localmesh.meshinfo import (
+    CONTEXT,
+    MESH_FILE,
+    MeshInfo,
+    PartStatus,
+    read_info,
+    write_info,
+    write_kubeconfig,
+)
+from chaosmesh_istio.localmesh.processes import (
+    Part,
+    Probe,
+    alive,
+    healthy,
+    read_state,
+    spawn,
+    stop,
+    wait_ready,
+)
 from chaosmesh_istio.localmesh.tls import ensure_certificates
 
 __all__ = [
     "CONTEXT",
+    "PARTS",
     "MeshInfo",
     "Part",
     "PartStatus",
@@ -44,62 +58,16 @@ __all__ = [
 
 logger = logging.getLogger("chaostoolkit").getChild("localmesh")
 
-CONTEXT = "chaosmesh-local"
-_MESH_FILE = "mesh.json"
-_STOP_TIMEOUT = 10.0
-# Started processes stay referenced so that Popen never warns about a running child and
-# so that mesh_down in the same process can reap them.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True)
-class Part:
-    """One running process of the mesh."""
-
-    name: str
-    pid: int
-    url: str
-    health_url: str
-    argv: list[str]
-    log: str
-    started: str
-
-
-@dataclass(frozen=True)
-class MeshInfo:
-    """Where a running local mesh listens and how to reach it."""
-
-    directory: Path
-    kubeconfig: Path
-    token_file: Path
-    ca_file: Path
-    api_url: str
-    parts: tuple[Part, ...]
-
-    @property
-    def token(self) -> str:
-        """The bearer token of the control plane."""
-        return self.token_file.read_text().strip()
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-friendly summary (paths as strings, parts by name)."""
-        return {
-            "dir": str(self.directory),
-            "kubeconfig": str(self.kubeconfig),
-            "token_file": str(self.token_file),
-            "ca_file": str(self.ca_file),
-            "api_url": self.api_url,
-            "parts": {p.name: {"pid": p.pid, "url": p.url, "log": p.log} for p in self.parts},
-        }
-
-
-class PartStatus(TypedDict):
-    """Health of one part as :func:`mesh_status` reports it."""
-
-    state: Literal["healthy", "unhealthy", "stopped"]
-    pid: int
-    url: str
-    detail: str
+# Part names in the order they are waited for, listed and stopped (reversed), and how
+# messages call them.
+PARTS = {
+    "controlplane": "control plane",
+    "dataplane": "data plane",
+    "sampleapp": "sample app",
+    "prometheus": "Prometheus",
+}
+_DATAPLANE_STATE = "dataplane.json"
+_SAMPLEAPP_STATE = "sampleapp.json"
 
 
 def _resolve(directory: str | os.PathLike[str]) -> Path:
@@ -122,101 +90,6 @@ def _locked(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _read_info(directory: Path) -> MeshInfo | None:
-    try:
-        data = json.loads((directory / _MESH_FILE).read_text())
-        return MeshInfo(
-            directory=directory,
-            kubeconfig=Path(data["kubeconfig"]),
-            token_file=Path(data["token_file"]),
-            ca_file=Path(data["ca_file"]),
-            api_url=data["api_url"],
-            parts=tuple(Part(**p) for p in data["parts"]),
-        )
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError) as exc:
-        logger.warning("ignoring unreadable %s: %s", directory / _MESH_FILE, exc)
-        return None
-
-
-def _write_info(info: MeshInfo) -> None:
-    data = info.to_json() | {"parts": [asdict(p) for p in info.parts]}
-    atomic_write(info.directory / _MESH_FILE, json.dumps(data, indent=2).encode())
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not count; ours get reaped)."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    return True
-
-
-def _is_ours(part: Part) -> bool:
-    """Guard against a recycled pid: the process must run the recorded command (prefix)."""
-    try:
-        cmdline = Path(f"/proc/{part.pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return False
-    expected = [arg.encode() for arg in part.argv]
-    return cmdline.split(b"\0")[: len(expected)] == expected
-
-
-def _healthy(url: str, ca_file: Path) -> tuple[bool, str]:
-    """GET ``url`` expecting 200; a plain client whose socket is closed on every path."""
-    target = urllib.parse.urlsplit(url)
-    host, port = target.hostname or "127.0.0.1", target.port
-    conn: http.client.HTTPConnection
-    if target.scheme == "https":
-        context = ssl.create_default_context(cafile=str(ca_file))
-        conn = http.client.HTTPSConnection(host, port, timeout=2.0, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=2.0)
-    try:
-        conn.request("GET", target.path or "/")
-        code = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return False, f"{url} unreachable: {exc.__class__.__name__}"
-    finally:
-        conn.close()
-    if code != 200:
-        return False, f"{url} answered {code}"
-    return True, "ready"
-
-
-def _stop(part: Part) -> bool:
-    """Stop one part (its whole process group); True if something was running."""
-    if not _alive(part.pid) or not _is_ours(part):
-        return False
-    logger.info("stopping %s (pid %d)", part.name, part.pid)
-    for signum, wait in ((signal.SIGTERM, _STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(part.pid, signum)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(part.pid):
-                _CHILDREN.pop(part.pid, None)
-                return True
-            time.sleep(0.05)
-        logger.warning("%s (pid %d) ignored signal %d", part.name, part.pid, signum)
-    raise MeshError(f"could not stop {part.name} (pid {part.pid}); kill it by hand")
 
 
 def _orphan_controlplane(directory: Path) -> Part | None:
@@ -247,114 +120,173 @@ def _controlplane_argv(directory: Path, port: int) -> list[str]:
     ]
 
 
-def _start_controlplane(directory: Path, port: int, ca_file: Path, timeout: float) -> Part:
-    info_path = directory / INFO_FILE
+class _Launch:
+    """One start of the mesh: the parts so far, recorded in mesh.json as each is spawned."""
+
+    def __init__(self, root: Path, token_file: Path, ca_file: Path, timeout: float) -> None:
+        self.root = root
+        self.deadline = time.monotonic() + timeout
+        self.info = MeshInfo(root, root / "kubeconfig", token_file, ca_file, "", ())
+
+    def record(self, part: Part, **fields: Any) -> None:
+        """Add or update ``part`` (and MeshInfo ``fields``), in memory first, then on disk."""
+        parts = {p.name: p for p in self.info.parts} | {part.name: part}
+        ordered = tuple(parts[name] for name in PARTS if name in parts)
+        self.info = replace(self.info, parts=ordered, **fields)
+        write_info(self.info)
+
+    def spawn(self, name: str, argv: list[str]) -> Part:
+        """Start a part and record it at once, so that no failure can orphan it."""
+        part = spawn(name, argv, self.root)
+        self.record(part)
+        return part
+
+    def wait(self, part: Part, probe: Probe, **fields: Any) -> Part:
+        """Wait until ``probe`` finds ``part`` ready; record its URLs (and ``fields``)."""
+        part = wait_ready(part, PARTS[part.name], probe, self.deadline)
+        self.record(part, **fields)
+        return part
+
+    def remaining(self) -> float:
+        """Seconds left of the start's timeout (never below one, to ask at least once)."""
+        return max(self.deadline - time.monotonic(), 1.0)
+
+
+def _probe(
+    state_file: Path | None, ca_file: Path, urls: Callable[[Mapping[str, Any]], tuple[str, str]]
+) -> Probe:
+    """A probe: the part wrote ``state_file`` (if any), then its health URL answers 200."""
+
+    def probe(part: Part) -> tuple[str, str] | str:
+        state: Mapping[str, Any] = {}
+        if state_file is not None:
+            found = read_state(state_file, part.pid)
+            if found is None:
+                return f"{state_file.name} not written yet"
+            state = found
+        url, health_url = urls(state)
+        ok, detail = healthy(health_url, ca_file)
+        return (url, health_url) if ok else detail
+
+    return probe
+
+
+def _controlplane(launch: _Launch, port: int, token: str) -> None:
+    info_path = launch.root / INFO_FILE
     info_path.unlink(missing_ok=True)
-    log_path = directory / "logs" / "controlplane.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = _controlplane_argv(directory, port)
-    with open(log_path, "ab") as log:
-        child = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=directory,
-        )
-    _CHILDREN[child.pid] = child
-    deadline = time.monotonic() + timeout
-    detail = "no answer yet"
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise MeshError(
-                f"the control plane exited with code {child.returncode} while "
-                f"starting; see {str(log_path)!r}"
-            )
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            url = json.loads(info_path.read_text())["url"]
-            ok, detail = _healthy(f"{url}/readyz", ca_file)
-            if ok:
-                logger.info("control plane (pid %d) ready at %s", child.pid, url)
-                return Part(
-                    "controlplane",
-                    child.pid,
-                    url,
-                    f"{url}/readyz",
-                    argv,
-                    str(log_path),
-                    now_rfc3339(),
-                )
-        time.sleep(0.05)
-    child.kill()
-    child.wait()
-    _CHILDREN.pop(child.pid, None)
-    raise MeshError(
-        f"the control plane did not become ready within {timeout:g} s "
-        f"({detail}); see {str(log_path)!r}"
+    ca_file = launch.info.ca_file
+    part = launch.wait(
+        launch.spawn("controlplane", _controlplane_argv(launch.root, port)),
+        _probe(info_path, ca_file, lambda state: (state["url"], f"{state['url']}/readyz")),
     )
+    launch.record(part, api_url=part.url)
+    write_kubeconfig(launch.info.kubeconfig, part.url, token, ca_file)
 
 
-def _write_kubeconfig(path: Path, url: str, token: str, ca_file: Path) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": CONTEXT,
-                "cluster": {
-                    "server": url,
-                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
-                },
-            }
-        ],
-        "users": [{"name": CONTEXT, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": CONTEXT,
-                "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": "default"},
-            }
-        ],
-        "current-context": CONTEXT,
-        "preferences": {},
-    }
-    atomic_write(path, yaml.safe_dump(config, sort_keys=False).encode(), mode=0o600)
+def _module(name: str, config: Path) -> list[str]:
+    return [sys.executable, "-m", f"chaosmesh_istio.localmesh.{name}", "--config", str(config)]
 
 
-def mesh_up(directory: str | os.PathLike[str], *, port: int = 0, timeout: float = 30.0) -> MeshInfo:
-    """Start the local mesh in ``directory`` (or return it if it already runs healthy)."""
+def _full(launch: _Launch, port: int, token: str) -> None:
+    """Every part, each waited for in order; the slow starters are spawned early."""
+    root, ca_file = launch.root, launch.info.ca_file
+    plan = topology.plan()
+    # Prometheus first: it applies its scrape targets only on a 5 s tick after start, so
+    # that wait overlaps the start of the rest (its first scrapes just find nothing yet).
+    prometheus.write_config(root, plan.admin_address)
+    prom = launch.spawn("prometheus", prometheus.command(root, plan.prometheus_port))
+    _controlplane(launch, port, token)
+    info = launch.info
+    count = topology.apply_sample(info.api_url, token, ca_file)
+    logger.info("applied %d sample objects", count)
+
+    dp_state, app_state = root / _DATAPLANE_STATE, root / _SAMPLEAPP_STATE
+    dp_state.unlink(missing_ok=True)
+    app_state.unlink(missing_ok=True)
+    dp_config = topology.write_json(
+        root / "dataplane-config.json",
+        plan.dataplane_config(info.api_url, info.token_file, ca_file, dp_state),
+    )
+    app_config = topology.write_json(
+        root / "sampleapp-config.json", plan.sampleapp_config(app_state)
+    )
+    dataplane = launch.spawn("dataplane", _module("dataplane", dp_config))
+    # The app needs nothing from the data plane to listen: both start at once.
+    sampleapp = launch.spawn("sampleapp", _module("sampleapp", app_config))
+
+    dataplane = launch.wait(
+        dataplane,
+        _probe(dp_state, ca_file, lambda s: (s["admin_url"], f"{s['admin_url']}/healthz/ready")),
+    )
+    listeners = dict((read_state(dp_state, dataplane.pid) or {}).get("listeners") or {})
+    launch.record(
+        dataplane,
+        admin_url=dataplane.url,
+        listeners=listeners,
+        ingress_url=listeners.get(topology.INGRESS),
+    )
+    frontend = plan.frontend_url
+    launch.wait(sampleapp, _probe(app_state, ca_file, lambda _: (frontend, f"{frontend}/healthz")))
+    url = plan.prometheus_url
+    launch.wait(prom, _probe(None, ca_file, lambda _: (url, f"{url}/-/ready")), prometheus_url=url)
+    waited = prometheus.wait_first_scrape(url, plan.admin_address, launch.remaining())
+    logger.info("Prometheus scraped the data plane %.1f s after it was ready", waited)
+
+
+def mesh_up(
+    directory: str | os.PathLike[str],
+    *,
+    port: int = 0,
+    timeout: float = 30.0,
+    full: bool = True,
+) -> MeshInfo:
+    """Start the local mesh in ``directory`` (or return it if it already runs healthy).
+
+    ``full=False`` starts only the control plane; ``port`` is the control plane's.
+    """
     root = _resolve(directory)
     try:
         with _locked(root):
-            return _up(root, port, timeout)
+            return _up(root, port, timeout, full)
     except OSError as exc:
         raise MeshError(f"cannot start the local mesh in {str(root)!r}: {exc}") from exc
 
 
-def _up(root: Path, port: int, timeout: float) -> MeshInfo:
+def _running(info: MeshInfo, wanted: list[str]) -> bool:
+    names = {p.name for p in info.parts}
+    return set(wanted) <= names and all(
+        alive(p.pid) and healthy(p.health_url, info.ca_file)[0] for p in info.parts
+    )
+
+
+def _up(root: Path, port: int, timeout: float, full: bool) -> MeshInfo:
     """Start (or reuse) the parts; the caller holds the directory lock."""
-    current = _read_info(root)
+    wanted = list(PARTS) if full else ["controlplane"]
+    current = read_info(root)
     if current is not None:
-        if all(_alive(p.pid) and _healthy(p.health_url, current.ca_file)[0] for p in current.parts):
+        if _running(current, wanted):
             logger.info("local mesh already running in %s", root)
             if not current.kubeconfig.exists():
-                _write_kubeconfig(
+                write_kubeconfig(
                     current.kubeconfig, current.api_url, current.token, current.ca_file
                 )
             return current
         _stop_all(root, current)
+    started = time.monotonic()
     token_file = root / "token"
     token = read_token(token_file)
-    tls = ensure_certificates(root)
-    part = _start_controlplane(root, port, tls.ca, timeout)
-    info = MeshInfo(root, root / "kubeconfig", token_file, tls.ca, part.url, (part,))
+    launch = _Launch(root, token_file, ensure_certificates(root).ca, timeout)
     try:
-        _write_kubeconfig(info.kubeconfig, part.url, token, tls.ca)
-        _write_info(info)
+        if full:
+            _full(launch, port, token)
+        else:
+            _controlplane(launch, port, token)
     except BaseException:
-        _stop(part)
+        # Whatever failed (or Ctrl-C), nothing started here keeps running.
+        _stop_all(root, launch.info)
         raise
-    return info
+    logger.info("local mesh up in %s after %.1f s", root, time.monotonic() - started)
+    return launch.info
 
 
 def _stop_all(root: Path, info: MeshInfo | None) -> list[str]:
@@ -362,30 +294,32 @@ def _stop_all(root: Path, info: MeshInfo | None) -> list[str]:
     orphan = _orphan_controlplane(root)
     if orphan is not None and orphan.pid not in {p.pid for p in parts}:
         parts.append(orphan)
-    stopped = [f"{p.name} (pid {p.pid})" for p in reversed(parts) if _stop(p)]
+    stopped = [f"{p.name} (pid {p.pid})" for p in reversed(parts) if stop(p)]
     (root / INFO_FILE).unlink(missing_ok=True)
-    (root / _MESH_FILE).unlink(missing_ok=True)
+    (root / MESH_FILE).unlink(missing_ok=True)
     return stopped
 
 
 def mesh_down(directory: str | os.PathLike[str]) -> list[str]:
-    """Stop every part of the mesh; state stays on disk. Returns what was stopped."""
+    """Stop every part of the mesh (last started first); state stays on disk.
+
+    Returns what was stopped."""
     root = _resolve(directory)
     if not root.is_dir():
         return []
     with _locked(root):
-        return _stop_all(root, _read_info(root))
+        return _stop_all(root, read_info(root))
 
 
 def mesh_status(directory: str | os.PathLike[str]) -> dict[str, PartStatus]:
     """Health of each recorded part; empty when the mesh was never started or is down."""
     root = _resolve(directory)
-    info = _read_info(root)
+    info = read_info(root)
     if info is None:
         return {}
     report: dict[str, PartStatus] = {}
     for part in info.parts:
-        if not _alive(part.pid):
+        if not alive(part.pid):
             report[part.name] = {
                 "state": "stopped",
                 "pid": part.pid,
@@ -393,7 +327,7 @@ def mesh_status(directory: str | os.PathLike[str]) -> dict[str, PartStatus]:
                 "detail": f"process {part.pid} is not running",
             }
             continue
-        ok, detail = _healthy(part.health_url, info.ca_file)
+        ok, detail = healthy(part.health_url, info.ca_file)
         report[part.name] = {
             "state": "healthy" if ok else "unhealthy",
             "pid": part.pid,
