@@ -1,4 +1,5 @@
-"""Chaos Toolkit actions: inject header-scoped faults into VirtualServices, remove them."""
+"""Chaos Toolkit actions: inject header-scoped faults into VirtualServices, remove them, and
+start and stop the load (exported from ``load`` so that every action is found here)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ import yaml
 from chaosmesh_istio import faults, settings
 from chaosmesh_istio.errors import InvalidArgument, NotFound, RollbackNotVerified
 from chaosmesh_istio.kube import VirtualServices, check_target, open_virtual_services
+from chaosmesh_istio.load import start_load, stop_load
 from chaosmesh_istio.scoping import Scope, make_scope
 from chaosmesh_istio.settings import Configuration, Secrets, expiry, owner
 from chaosmesh_istio.spec import Fault, Selection, make_fault, make_selection
 
-__all__ = ["inject_abort", "inject_delay", "inject_fault", "remove_faults"]
+__all__ = [
+    "inject_abort",
+    "inject_delay",
+    "inject_fault",
+    "remove_faults",
+    "start_load",
+    "stop_load",
+]
 
 logger = logging.getLogger("chaostoolkit").getChild("chaosmesh_istio")
 

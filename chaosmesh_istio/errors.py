@@ -11,6 +11,9 @@ Every error derives from one base class, so callers can catch them all::
     │   ├── Forbidden          401 / 403
     │   └── ConflictError      409 / 422 after every re-read and re-apply
     ├── RollbackNotVerified    a fault of the run is still there after removal
+    ├── MetricsError           Prometheus unreachable, refusing, or answering unusably
+    ├── Inconclusive           no data, or the fault never fired: neither pass nor fail
+    ├── LoadError              the load generator (Locust) could not start, run or stop
     └── MeshError              the local mesh could not be started, reached or stopped
 
 Messages are one sentence: they name the thing, show the bad value with ``!r`` and say
@@ -26,9 +29,12 @@ __all__ = [
     "ChaosMeshIstioError",
     "ConflictError",
     "Forbidden",
+    "Inconclusive",
     "InvalidArgument",
     "KubeError",
+    "LoadError",
     "MeshError",
+    "MetricsError",
     "NotFound",
     "RollbackNotVerified",
     "TargetError",
@@ -73,6 +79,18 @@ class ConflictError(KubeError):
 
 class RollbackNotVerified(ChaosMeshIstioError):
     """Reading the VirtualService back still shows routes of the run."""
+
+
+class MetricsError(ChaosMeshIstioError):
+    """Prometheus could not be reached, refused the request or gave an unusable answer."""
+
+
+class Inconclusive(ChaosMeshIstioError):
+    """No data, or the fault never fired: the experiment can neither pass nor fail on it."""
+
+
+class LoadError(ChaosMeshIstioError):
+    """The load generator could not be started, queried or stopped."""
 
 
 class MeshError(ChaosMeshIstioError):

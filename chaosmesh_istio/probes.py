@@ -1,4 +1,8 @@
-"""Chaos Toolkit probes: what chaos routes are live in VirtualServices."""
+"""Chaos Toolkit probes: live chaos routes, Istio metrics in Prometheus, and the load's numbers.
+
+The metrics and load probes live in ``metrics`` and ``load``; they are exported here so
+that experiments and ``chaos discover`` find every probe in one module.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,38 @@ from typing import Any
 
 from chaosmesh_istio import faults
 from chaosmesh_istio.kube import check_target, open_virtual_services
+from chaosmesh_istio.load import (
+    load_latency_quantile,
+    load_request_rate,
+    load_stats,
+    load_success_rate,
+)
+from chaosmesh_istio.metrics import (
+    error_rate,
+    fault_fired,
+    fault_injected_requests,
+    latency_quantile,
+    prometheus_query,
+    request_rate,
+    success_rate,
+)
 from chaosmesh_istio.settings import Configuration, Secrets
 
-__all__ = ["active_fault_count", "active_faults"]
+__all__ = [
+    "active_fault_count",
+    "active_faults",
+    "error_rate",
+    "fault_fired",
+    "fault_injected_requests",
+    "latency_quantile",
+    "load_latency_quantile",
+    "load_request_rate",
+    "load_stats",
+    "load_success_rate",
+    "prometheus_query",
+    "request_rate",
+    "success_rate",
+]
 
 
 def active_faults(

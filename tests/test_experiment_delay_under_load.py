@@ -1,0 +1,73 @@
+"""The load-and-probes experiment on the local mesh: the delay reaches the experiment group only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def outputs(journal: dict[str, Any]) -> dict[str, Any]:
+    return {run["activity"]["name"]: run for run in journal["run"]}
+
+
+def test_delay_on_a_deep_hop_follows_the_missing_timeout_for_tagged_users_only(
+    full_mesh: Any, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "KUBECONFIG": str(full_mesh.kubeconfig),
+        "CHAOSMESH_INGRESS_URL": full_mesh.ingress_url,
+        "CHAOSMESH_PROMETHEUS_URL": full_mesh.prometheus_url,
+        "CHAOSMESH_RUN_ID": "delay-it",
+        "CHAOSMESH_LOAD_DURATION": "30s",
+        "CHAOSMESH_BASELINE_SECONDS": "3",
+        "CHAOSMESH_FAULT_SECONDS": "8",
+        "CHAOSMESH_MEASURE_WINDOW": "5s",
+    }
+    journal_path = tmp_path / "journal.json"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("chaos")),
+            "--no-version-check",
+            "--log-file",
+            str(tmp_path / "chaos.log"),
+            "run",
+            "--journal-path",
+            str(journal_path),
+            str(ROOT / "experiments" / "delay-reviews-under-load.json"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    journal = json.loads(journal_path.read_text())
+    assert journal["status"] == "completed" and journal["deviated"] is False
+    ran = outputs(journal)
+    for name, run in ran.items():
+        assert run["status"] == "succeeded", (name, run.get("exception"))
+
+    baseline = ran["baseline-load"]["output"]
+    assert baseline["control"]["requests"] > 0 and baseline["experiment"]["requests"] > 0
+    experiment_p50 = ran["experiment-median-latency-ms"]["output"]
+    control_p95 = ran["control-p95-latency-ms"]["output"]
+    print(f"experiment p50 {experiment_p50} ms, control p95 {control_p95} ms")
+    # catalog has no timeout, so the 1.5 s delay on reviews reaches the tagged users
+    # (frontend's 2 s timeout is not hit); untagged users do not see it at all.
+    assert 1500 <= experiment_p50 < 2000
+    assert control_p95 < 500
+    assert ran["control-success-rate-in-prometheus"]["output"] == 1.0
+    assert ran["delay-fired-for-experiment-group"]["output"] is True
+    stopped = ran["stop-load"]["output"]
+    assert stopped["groups"]["control"]["failures"] == 0
+    assert all(r["status"] == "succeeded" for r in journal["rollbacks"])
