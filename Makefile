@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/mypy
 
 demo: install
-	$(BIN)/python -m chaosmesh_istio.demo
+	$(BIN)/chaosmesh-istio demo
 
 bench: install
 	$(BIN)/python benchmarks/run.py

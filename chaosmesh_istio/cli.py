@@ -7,11 +7,13 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from chaosmesh_istio import __version__
+from chaosmesh_istio.demo import run_demo
 from chaosmesh_istio.errors import ChaosMeshIstioError
 from chaosmesh_istio.localmesh.manager import mesh_down, mesh_status, mesh_up
 
@@ -99,6 +101,14 @@ def _add_mesh(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     status.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo on a local mesh in a temporary directory (or --dir)."""
+    if args.dir is not None:
+        return run_demo(Path(args.dir))
+    with tempfile.TemporaryDirectory(prefix="chaosmesh-demo-") as tmp:
+        return run_demo(Path(tmp) / "mesh")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -109,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_mesh(subparsers)
+    demo = subparsers.add_parser(
+        "demo", help="start the local mesh, run a header-scoped abort, explain it, stop"
+    )
+    demo.add_argument("--dir", help="mesh directory (default: a temporary one)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

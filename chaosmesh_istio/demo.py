@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from chaosmesh_istio import settings
 from chaosmesh_istio.errors import ChaosMeshIstioError
 from chaosmesh_istio.localmesh.manager import MeshInfo, mesh_down, mesh_up
 
-__all__ = ["EXPERIMENT", "main", "run_demo"]
+__all__ = ["EXPERIMENT", "run_demo"]
 
 EXPERIMENT = "abort-catalog-header-scoped.json"
 _FLAGS_QUERY = (
@@ -150,17 +149,3 @@ def run_demo(directory: Path, out: Callable[[str], None] = print) -> int:
     finally:
         mesh_down(directory)
         out("local mesh stopped")
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="chaosmesh-demo-") as tmp:
-        try:
-            code = run_demo(Path(tmp) / "mesh")
-        except ChaosMeshIstioError as exc:
-            print(f"chaosmesh-istio demo: error: {exc}", file=sys.stderr)
-            code = 2
-    raise SystemExit(code)
-
-
-if __name__ == "__main__":
-    main()
