@@ -66,12 +66,13 @@ def _handler(proxy: FlakyProxy) -> type[http.server.BaseHTTPRequestHandler]:
                     b'{"kind":"Status","apiVersion":"v1","status":"Failure",'
                     b'"message":"injected by the test proxy","code":%d}' % fail
                 )
+                # Recorded before answering: the client may look as soon as it has the answer.
+                proxy.seen.append((self.command, self.path, fail))
                 self.send_response(fail)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-                proxy.seen.append((self.command, self.path, fail))
                 return
             conn: http.client.HTTPConnection
             if target.scheme == "https":
@@ -85,6 +86,8 @@ def _handler(proxy: FlakyProxy) -> type[http.server.BaseHTTPRequestHandler]:
             conn.request(self.command, self.path, body=body, headers=headers)
             answer = conn.getresponse()
             data = answer.read()
+            conn.close()
+            proxy.seen.append((self.command, self.path, answer.status))
             self.send_response(answer.status)
             for key, value in answer.getheaders():
                 if key.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -92,8 +95,6 @@ def _handler(proxy: FlakyProxy) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-            conn.close()
-            proxy.seen.append((self.command, self.path, answer.status))
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any  # noqa: N815
 
