@@ -7,12 +7,13 @@ import datetime as dt
 import difflib
 import functools
 import logging
+import os
 from typing import Any
 
 import yaml
 
-from chaosmesh_istio import faults, settings
-from chaosmesh_istio.errors import InvalidArgument, NotFound, RollbackNotVerified
+from chaosmesh_istio import faults, ledger, rollback, sentinel, settings
+from chaosmesh_istio.errors import InvalidArgument
 from chaosmesh_istio.kube import VirtualServices, check_target, open_virtual_services
 from chaosmesh_istio.load import start_load, stop_load
 from chaosmesh_istio.scoping import Scope, make_scope
@@ -53,20 +54,35 @@ def virtual_service_diff(before: dict[str, Any], after: dict[str, Any]) -> str:
     )
 
 
+def _sentinel_settings(configuration: Configuration) -> float | None:
+    """The sentinel's grace in seconds, or None when the sentinel is turned off.
+
+    ``chaosmesh_sentinel`` (default true; the environment variable CHAOSMESH_SENTINEL=0
+    turns it off when the configuration does not say) and ``chaosmesh_sentinel_grace``
+    (seconds the runner may be gone before the sentinel removes the faults, default 10).
+    """
+    enabled = settings.setting(configuration, "chaosmesh_sentinel")
+    if enabled is None:
+        enabled = os.environ.get("CHAOSMESH_SENTINEL", "1").lower() not in ("0", "false", "no")
+    if not isinstance(enabled, bool):
+        raise InvalidArgument(f"chaosmesh_sentinel must be true or false, got {enabled!r}")
+    grace = settings.setting(configuration, "chaosmesh_sentinel_grace", 10.0)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        raise InvalidArgument(
+            f"chaosmesh_sentinel_grace must be a number of seconds (0 or more), got {grace!r}"
+        )
+    return float(grace) if enabled else None
+
+
 def _rollback_partial(vs: VirtualServices, written: list[tuple[str, str, list[str]]]) -> None:
     """Undo the VirtualServices already written when a later one of the same call failed."""
     for name, namespace, names in written:
         try:
-            vs.update(name, namespace, functools.partial(_removed, run=None, names=names))
+            vs.update(
+                name, namespace, functools.partial(rollback.removal_change, run=None, names=names)
+            )
         except Exception:
             logger.exception("could not undo the fault in virtual service %s/%s", namespace, name)
-
-
-def _removed(
-    current: dict[str, Any], run: str | None, names: list[str] | None = None
-) -> dict[str, Any] | None:
-    removal = faults.remove(current, run, names)
-    return removal.virtual_service if removal.removed or removal.runs else None
 
 
 def inject_fault(
@@ -113,6 +129,7 @@ def inject_fault(
         rid, owner(configuration), now.strftime("%Y-%m-%dT%H:%M:%SZ"), expiry(ttl, now)
     )
     dry = _flag("dry_run", dry_run)
+    guard = _sentinel_settings(configuration)
     client = open_virtual_services(configuration, secrets)
     targets = client.targets(name, ns, selector)
     planned = [faults.inject(t, fault, chosen_scope, selection, marker) for t in targets]
@@ -121,6 +138,18 @@ def inject_fault(
         for target, plan in zip(targets, planned, strict=True):
             _add_target(result, target, plan, virtual_service_diff(target, plan.virtual_service))
         return result
+    if guard is not None:
+        # Started before the first write, so that a runner killed mid-injection (SIGKILL,
+        # OOM) still leaves a watchdog behind that removes the fault.
+        result["sentinel_pid"] = sentinel.spawn(
+            rid,
+            [(t["metadata"].get("namespace", ns), t["metadata"]["name"]) for t in targets],
+            marker.expires,
+            os.getpid(),
+            guard,
+            configuration,
+            secrets,
+        )
     written: list[tuple[str, str, list[str]]] = []
     for target, plan in zip(targets, planned, strict=True):
         meta = target["metadata"]
@@ -132,6 +161,9 @@ def inject_fault(
                 return None  # an earlier attempt whose answer was lost already wrote it
             return faults.inject(current, fault, chosen_scope, selection, marker).virtual_service
 
+        # Recorded before the write: if the answer is lost or a signal lands mid-write, the
+        # run's controls still know where to clean up.
+        ledger.record(rid, meta.get("namespace", ns), meta["name"])
         try:
             before, after = client.update(meta["name"], meta.get("namespace", ns), change)
         except Exception:
@@ -279,42 +311,5 @@ def remove_faults(
         if every
         else settings.run_id(configuration if run_id is None else {"chaosmesh_run_id": run_id})
     )
-    client = open_virtual_services(configuration, secrets)
-    try:
-        targets = client.targets(name, ns, selector) if name or selector else client.select(ns)
-    except NotFound:
-        if name is None:
-            raise
-        targets = []  # a deleted VirtualService carries no fault
-    removed = []
-    for target in targets:
-        meta = target["metadata"]
-        try:
-            before, _ = client.update(
-                meta["name"], meta.get("namespace", ns), functools.partial(_removed, run=run)
-            )
-        except NotFound:
-            continue
-        gone = faults.remove(before, run).removed
-        if gone:
-            removed.append({"virtual_service": faults.vs_ref(target), "routes": list(gone)})
-            logger.info("removed %s from %s", list(gone), faults.vs_ref(target))
-    _verify_removed(client, targets, run)
+    removed = rollback.remove_run(name, ns, selector, run, configuration, secrets)
     return {"run_id": run, "all_runs": every, "removed": removed, "verified": True}
-
-
-def _verify_removed(
-    client: VirtualServices, targets: list[dict[str, Any]], run: str | None
-) -> None:
-    for target in targets:
-        meta = target["metadata"]
-        try:
-            current = client.get(meta["name"], meta["namespace"])
-        except NotFound:
-            continue
-        left = [f["route"] for f in faults.active_runs(current) if run in (None, f["run_id"])]
-        if left:
-            raise RollbackNotVerified(
-                f"virtual service {faults.vs_ref(current)} still has chaos routes {left!r} after "
-                "removal; run 'chaosmesh-istio cleanup' or remove them with kubectl"
-            )

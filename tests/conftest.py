@@ -155,3 +155,12 @@ def api(local_mesh: LocalMesh) -> Iterator[requests.Session]:
     """An authenticated requests session on the module's mesh."""
     with local_mesh.session() as session:
         yield session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No sentinel per injection unless a test asks for one (configuration key wins).
+
+    A sentinel is a Python process per injection; hundreds of them would only slow the
+    suite. The tests of the sentinel and of SIGKILL turn it on explicitly.
+    """
+    os.environ.setdefault("CHAOSMESH_SENTINEL", "0")

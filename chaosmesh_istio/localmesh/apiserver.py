@@ -19,13 +19,15 @@ from chaosmesh_istio.errors import MeshError
 from chaosmesh_istio.localmesh import discovery, status
 from chaosmesh_istio.localmesh.handlers import Handlers
 from chaosmesh_istio.localmesh.store import Store
+from chaosmesh_istio.localmesh.switches import Switches
 
-__all__ = ["HANDLERS_KEY", "STORE_KEY", "create_app"]
+__all__ = ["HANDLERS_KEY", "STORE_KEY", "SWITCHES_KEY", "create_app"]
 
 logger = logging.getLogger("chaostoolkit").getChild("localmesh")
 
 STORE_KEY = web.AppKey("store", Store)
 HANDLERS_KEY = web.AppKey("handlers", Handlers)
+SWITCHES_KEY = web.AppKey("switches", Switches)
 
 _UNAUTHENTICATED = frozenset({"/healthz", "/readyz", "/livez"})
 # kubectl asks for protobuf; an empty body is a valid, empty protobuf OpenAPI document,
@@ -127,10 +129,13 @@ def create_app(store: Store, token: str) -> web.Application:
     """Build the application serving ``store``, guarded by bearer ``token``."""
     if not token:
         raise MeshError("the control plane needs a non-empty bearer token")
-    handlers = Handlers(store)
+    switches = Switches()
+    handlers = Handlers(store, switches)
     app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=8 * 1024**2)
     app[STORE_KEY] = store
     app[HANDLERS_KEY] = handlers
+    app[SWITCHES_KEY] = switches
+    switches.install(app)
     app.on_shutdown.append(_on_shutdown)
     group = f"/apis/{discovery.GROUP}"
     collection = group + "/{version}/namespaces/{namespace}/{plural}"

@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from chaosmesh_istio.errors import MeshError
-from chaosmesh_istio.localmesh.apiserver import create_app
+from chaosmesh_istio.localmesh.apiserver import SWITCHES_KEY, create_app
 from chaosmesh_istio.localmesh.store import Store, atomic_write, now_rfc3339
 
 __all__ = ["INFO_FILE", "main", "read_token", "serve"]
@@ -46,20 +46,50 @@ def read_token(path: Path) -> str:
     return token
 
 
+async def _listen(
+    runner: web.AppRunner,
+    family: socket.AddressFamily,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+) -> tuple[web.SockSite, int]:
+    """Listen on ``host:port`` (0: any free port); return the site and its port."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    site = web.SockSite(runner, sock, ssl_context=ssl_context)
+    await site.start()
+    return site, int(sock.getsockname()[1])
+
+
 async def serve(
     directory: Path, host: str, port: int, token: str, ssl_context: ssl.SSLContext | None
 ) -> None:
     """Serve (https when ``ssl_context`` is given) until SIGTERM or SIGINT."""
     store = Store(directory)
-    runner = web.AppRunner(create_app(store, token), access_log=None, shutdown_timeout=5.0)
+    app = create_app(store, token)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    site = web.SockSite(runner, sock, ssl_context=ssl_context)
-    await site.start()
-    bound = sock.getsockname()[1]
+    site, bound = await _listen(runner, family, host, port, ssl_context)
+
+    async def refuse(seconds: float) -> None:
+        """Stop listening (and drop open connections) for ``seconds``, then listen again."""
+        nonlocal site
+        await site.stop()
+        # A dead server also drops the connections clients keep alive in their pools.
+        for connection in runner.server.connections if runner.server else []:
+            connection.force_close()
+        logger.warning("refusing connections for %.1f s (test switch)", seconds)
+        await asyncio.sleep(seconds)
+        site, _ = await _listen(runner, family, host, bound, ssl_context)
+        logger.warning("listening again on port %d", bound)
+
+    app[SWITCHES_KEY].refuser = refuse
     url_host = f"[{host}]" if family == socket.AF_INET6 else host
     info = {
         "pid": os.getpid(),

@@ -29,6 +29,7 @@ from chaosmesh_istio.localmesh.store import (
     Store,
     now_rfc3339,
 )
+from chaosmesh_istio.localmesh.switches import Switches
 from chaosmesh_istio.localmesh.tables import table, table_version
 from chaosmesh_istio.localmesh.validation import validate
 from chaosmesh_istio.localmesh.watch import WatchRequest, serve_watch
@@ -85,8 +86,9 @@ def _is_watch(query: Mapping[str, str]) -> bool:
 class Handlers:
     """The request handlers, sharing one :class:`Store`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, switches: Switches | None = None) -> None:
         self.store = store
+        self.switches = switches or Switches()
         self._started = now_rfc3339()
 
     # -- helpers -------------------------------------------------------------------------
@@ -135,6 +137,7 @@ class Handlers:
     ) -> Any:
         """Run one write: the single path every create, update, patch and delete takes."""
         logger.debug("%s %s%s", request.method, request.path, " (dry run)" if dry_run else "")
+        await self.switches.before_write()
         try:
             return commit(dry_run)
         except ObjectNotFound as exc:

@@ -1,0 +1,89 @@
+"""Removing a run's faults and proving they are gone.
+
+One implementation for every path that removes faults: the ``remove_faults`` action, the
+controls' guaranteed removal, ``chaosmesh-istio cleanup`` and the sentinel. Only the
+routes carrying the run's marker and its annotation entry are removed, through guarded
+patches, so edits made meanwhile by anyone else are kept; every VirtualService is then
+read back.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from chaosmesh_istio import faults
+from chaosmesh_istio.errors import NotFound, RollbackNotVerified
+from chaosmesh_istio.kube import VirtualServices, open_virtual_services
+from chaosmesh_istio.settings import Configuration, Secrets
+
+__all__ = ["removal_change", "remove_run", "verify_removed"]
+
+logger = logging.getLogger("chaostoolkit").getChild("chaosmesh_istio.rollback")
+
+
+def removal_change(
+    current: dict[str, Any], run: str | None, names: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The VirtualService without the run's routes (every run's when None), or None if clean."""
+    removal = faults.remove(current, run, names)
+    return removal.virtual_service if removal.removed or removal.runs else None
+
+
+def remove_run(
+    name: str | None,
+    namespace: str,
+    label_selector: str | None,
+    run: str | None,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> list[dict[str, Any]]:
+    """Remove and verify; targets: one by name, by selector, or every one of the namespace.
+
+    Returns ``[{virtual_service, routes}]`` for each VirtualService that had routes removed;
+    raises RollbackNotVerified when a route of the run is still there afterwards.
+    """
+    client = open_virtual_services(configuration, secrets)
+    try:
+        if name or label_selector:
+            targets = client.targets(name, namespace, label_selector)
+        else:
+            targets = client.select(namespace)
+    except NotFound:
+        if name is None:
+            raise
+        targets = []  # a deleted VirtualService carries no fault
+    removed = []
+    for target in targets:
+        meta = target["metadata"]
+        try:
+            before, _ = client.update(
+                meta["name"],
+                meta.get("namespace", namespace),
+                functools.partial(removal_change, run=run),
+            )
+        except NotFound:
+            continue
+        gone = faults.remove(before, run).removed
+        if gone:
+            removed.append({"virtual_service": faults.vs_ref(target), "routes": list(gone)})
+            logger.info("removed %s from %s", list(gone), faults.vs_ref(target))
+    verify_removed(client, targets, run)
+    return removed
+
+
+def verify_removed(client: VirtualServices, targets: list[dict[str, Any]], run: str | None) -> None:
+    """Read every target back; raise if a route of the run (of any run when None) is left."""
+    for target in targets:
+        meta = target["metadata"]
+        try:
+            current = client.get(meta["name"], meta["namespace"])
+        except NotFound:
+            continue
+        left = [f["route"] for f in faults.active_runs(current) if run in (None, f["run_id"])]
+        if left:
+            raise RollbackNotVerified(
+                f"virtual service {faults.vs_ref(current)} still has chaos routes {left!r} after "
+                "removal; run 'chaosmesh-istio cleanup' or remove them with kubectl"
+            )
