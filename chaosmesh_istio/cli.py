@@ -11,11 +11,22 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from chaoslib import convert_vars, merge_vars
+from chaoslib.control import load_global_controls
+from chaoslib.exceptions import ChaosException
+from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
+from chaoslib.loader import load_experiment
+from chaoslib.run import RunEventHandler
+from chaoslib.settings import load_settings
 
 from chaosmesh_istio import __version__
+from chaosmesh_istio.cleanup import cleanup
 from chaosmesh_istio.demo import run_demo
 from chaosmesh_istio.errors import ChaosMeshIstioError
 from chaosmesh_istio.localmesh.manager import mesh_down, mesh_status, mesh_up
+from chaosmesh_istio.verdicts import USAGE_EXIT_CODE, verdict
 
 __all__ = ["build_parser", "default_mesh_dir", "main"]
 
@@ -109,6 +120,153 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(Path(tmp) / "mesh")
 
 
+class _Progress(RunEventHandler):  # type: ignore[misc]
+    """Prints each step of the run for the person watching."""
+
+    def start_hypothesis_before(self, experiment: dict[str, Any]) -> None:
+        print("steady state before the method...", flush=True)
+
+    def start_method(self, experiment: dict[str, Any]) -> None:
+        print("method...", flush=True)
+
+    def start_hypothesis_after(self, experiment: dict[str, Any]) -> None:
+        print("steady state after the method...", flush=True)
+
+    def start_rollbacks(self, experiment: dict[str, Any]) -> None:
+        print("rollbacks...", flush=True)
+
+    def activity_completed(self, activity: dict[str, Any], run: dict[str, Any]) -> None:
+        status = run.get("status", "?")
+        extra = "" if status == "succeeded" else f" ({_last_line(run.get('exception'))})"
+        print(
+            f"  {activity.get('type', '?')} {activity.get('name')!r}: {status} "
+            f"in {run.get('duration', 0):.1f} s{extra}",
+            flush=True,
+        )
+
+
+def _last_line(exception: object) -> str:
+    lines = exception if isinstance(exception, list) else [str(exception)]
+    return str(lines[-1]).strip() if lines else ""
+
+
+_CONTROL = {"type": "python", "module": "chaosmesh_istio.controls"}
+
+
+def _usage_error(message: str) -> int:
+    print(f"chaosmesh-istio run: error: {message}", file=sys.stderr)
+    return USAGE_EXIT_CODE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run an experiment with our control and exit with its verdict's code."""
+    source = Path(args.experiment)
+    if not source.is_file():
+        return _usage_error(f"experiment file {str(source)!r} does not exist")
+    try:
+        experiment_vars = merge_vars(convert_vars(args.var or []), args.var_file or [])
+        settings = load_settings(args.settings) or {} if args.settings else {}
+        experiment = load_experiment(str(source), settings)
+        ensure_experiment_is_valid(experiment)
+    except (ChaosException, OSError, ValueError) as exc:
+        return _usage_error(f"{source} is not a valid experiment: {exc}")
+    declared = any(
+        (c.get("provider") or {}).get("module") == _CONTROL["module"]
+        for c in experiment.get("controls") or []
+    )
+    controls = settings.setdefault("controls", {})
+    if not declared:
+        controls["chaosmesh"] = {"provider": dict(_CONTROL)}
+    runtime = settings.setdefault("runtime", {})
+    runtime.setdefault("rollbacks", {})["strategy"] = "always"
+    load_global_controls(settings)
+    print(f"running {experiment.get('title', source.name)!r}", flush=True)
+    started = time.monotonic()
+    journal = run_experiment(
+        experiment, settings=settings, experiment_vars=experiment_vars,
+        event_handlers=[_Progress()],
+    )  # fmt: skip
+    result = verdict(journal)
+    journal.setdefault("chaosmesh", {})["verdict"] = {
+        "name": result.name, "code": result.code, "reason": result.reason,
+    }  # fmt: skip
+    Path(args.journal_path).write_text(json.dumps(journal, indent=2, default=str))
+    rollback = (journal.get("chaosmesh") or {}).get("rollback") or {}
+    removed = sum(len(r.get("routes", [])) for r in rollback.get("removed", []))
+    print(
+        f"run {journal['chaosmesh'].get('run_id', '?')} ended {journal.get('status')} in "
+        f"{time.monotonic() - started:.1f} s; control removed {removed} chaos route(s), "
+        f"verified: {rollback.get('verified')}; journal: {args.journal_path}"
+    )
+    print(result.line(), flush=True)
+    return result.code
+
+
+def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run an experiment; no fault is left behind; exit with the verdict's code",
+        description=(
+            "Run an experiment with the chaosmesh control and the 'always' rollback "
+            "strategy. Exit codes: 0 passed, 1 deviated, 2 baseline not met (skipped), "
+            "3 halted by a safeguard, 4 inconclusive, 5 an activity errored, 6 rollback not "
+            "verified, 64 invalid input, 130/143 interrupted by SIGINT/SIGTERM."
+        ),
+    )
+    run.add_argument("experiment", help="experiment file (JSON or YAML)")
+    run.add_argument(
+        "--var", action="append", metavar="KEY=VALUE", help="configuration value (repeatable)"
+    )
+    run.add_argument(
+        "--var-file", action="append", metavar="FILE", help="JSON/YAML/.env values (repeatable)"
+    )
+    run.add_argument("--journal-path", default="journal.json", help="where to write the journal")
+    run.add_argument("--settings", help="Chaos Toolkit settings file (default: none)")
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Remove leftover faults and say what was removed."""
+    removed = cleanup(
+        expired=args.expired,
+        run_id=args.run_id,
+        all_runs=args.all,
+        namespace=args.namespace,
+        all_namespaces=args.all_namespaces,
+    )
+    if args.json:
+        print(json.dumps({"removed": removed}, indent=2))
+    elif not removed:
+        print("nothing to clean up")
+    for item in [] if args.json else removed:
+        routes = item["routes"]
+        expires = item["expires"]
+        when = f"expired {expires}" if args.expired and expires else f"expires {expires}"
+        print(
+            f"removed {len(routes)} route{'' if len(routes) == 1 else 's'} of run "
+            f"{item['run_id']} from {item['virtual_service']} "
+            f"({when if expires else 'no expiry recorded'})"
+        )
+    return 0
+
+
+def _add_cleanup(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "cleanup", help="remove leftover faults (expired runs, one run, or all of them)"
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--expired", action="store_true", help="runs whose TTL is past (or that record none)"
+    )
+    which.add_argument("--run-id", metavar="ID", help="the faults of this run")
+    which.add_argument("--all", action="store_true", help="the faults of every run")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--namespace", "-n", default="default", help="default: default")
+    where.add_argument("--all-namespaces", "-A", action="store_true", help="every namespace")
+    parser.add_argument("--json", action="store_true", help="print what was removed as JSON")
+    parser.set_defaults(func=cmd_cleanup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -119,11 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_mesh(subparsers)
+    _add_cleanup(subparsers)
     demo = subparsers.add_parser(
         "demo", help="start the local mesh, run a header-scoped abort, explain it, stop"
     )
     demo.add_argument("--dir", help="mesh directory (default: a temporary one)")
     demo.set_defaults(func=cmd_demo)
+    _add_run(subparsers)
     return parser
 
 
