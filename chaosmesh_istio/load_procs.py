@@ -92,7 +92,7 @@ def _remote(method: str, url: str, what: str, **kwargs: Any) -> requests.Respons
         raise LoadError(
             f"the Locust master at {url.rsplit('/chaosmesh', 1)[0]!r} does not run the bundled "
             "chaosmesh locustfile; start it with -f chaosmesh_istio/locustfiles/"
-            "chaosmesh_locustfile.py"
+            "locustfile.py"
         )
     if response.status_code >= 400:
         raise LoadError(

@@ -49,7 +49,7 @@ __all__ = [
 
 logger = logging.getLogger("chaostoolkit").getChild("chaosmesh_istio.load")
 
-_BUNDLED = Path(__file__).resolve().parent / "locustfiles" / "chaosmesh_locustfile.py"
+_BUNDLED = Path(__file__).resolve().parent / "locustfiles" / "locustfile.py"
 _PROGRESS_EVERY = 10.0
 _STARTUP_CHECK = 1.0
 RAW_SERIES = "locust-timeseries.jsonl"

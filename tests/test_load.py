@@ -310,7 +310,7 @@ def test_drives_an_existing_master_through_its_web_api(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    bundled = Path(load.__file__).parent / "locustfiles" / "chaosmesh_locustfile.py"
+    bundled = Path(load.__file__).parent / "locustfiles" / "locustfile.py"
     args = ["-f", str(bundled), "--web-host", "127.0.0.1", "--web-port", str(port)]
     with (tmp_path / "master.log").open("wb") as log:
         master = subprocess.Popen([sys.executable, "-m", "locust", *args], stdout=log, stderr=log)
