@@ -26,6 +26,7 @@ from chaosmesh_istio.cleanup import cleanup
 from chaosmesh_istio.demo import run_demo
 from chaosmesh_istio.errors import ChaosMeshIstioError
 from chaosmesh_istio.localmesh.manager import mesh_down, mesh_status, mesh_up
+from chaosmesh_istio.report import report_run
 from chaosmesh_istio.verdicts import USAGE_EXIT_CODE, verdict
 
 __all__ = ["build_parser", "default_mesh_dir", "main"]
@@ -199,7 +200,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"verified: {rollback.get('verified')}; journal: {args.journal_path}"
     )
     print(result.line(), flush=True)
+    try:
+        written = report_run(journal, Path("reports"))
+        print(f"report: {written['html']} (junit: {written['junit']})", flush=True)
+    except (OSError, ValueError) as exc:
+        print(f"chaosmesh-istio: could not write the report: {exc}", file=sys.stderr)
     return result.code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write report.html, junit.xml and summary.json of a run's journal."""
+    source = Path(args.journal)
+    try:
+        journal = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        return _usage_error(f"journal {str(source)!r} cannot be read as JSON: {exc}")
+    if not isinstance(journal, dict) or "experiment" not in journal:
+        return _usage_error(f"{str(source)!r} is not a Chaos Toolkit journal (no 'experiment')")
+    written = report_run(journal, Path(args.reports_dir), Path(args.out) if args.out else None)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = subparsers.add_parser(
+        "report", help="write report.html, junit.xml and summary.json from a journal"
+    )
+    report.add_argument("journal", help="the journal.json of a run")
+    report.add_argument("--out", help="output directory (default: REPORTS_DIR/<run-id>)")
+    report.add_argument(
+        "--reports-dir", default="reports", help="where runs' outputs live (default: reports)"
+    )
+    report.set_defaults(func=cmd_report)
 
 
 def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -284,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", help="mesh directory (default: a temporary one)")
     demo.set_defaults(func=cmd_demo)
     _add_run(subparsers)
+    _add_report(subparsers)
     return parser
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from chaosmesh_istio.report.findings import Finding, findings
 from chaosmesh_istio.report.junit import build_junit
 from chaosmesh_istio.report.page import render_html
-from chaosmesh_istio.report.summary import build_summary
+from chaosmesh_istio.report.summary import build_summary, run_id
 from chaosmesh_istio.verdicts import verdict
 
-__all__ = ["Finding", "findings", "write_report"]
+__all__ = ["Finding", "findings", "report_run", "write_report"]
 
 
 def write_report(
@@ -44,3 +44,21 @@ def write_report(
     paths["junit"].write_text(build_junit(journal, outcome, found))
     paths["html"].write_text(render_html(journal, outcome, found, summary, timeseries))
     return paths
+
+
+def report_run(
+    journal: Mapping[str, Any], reports_dir: Path, out_dir: Path | None = None
+) -> dict[str, Path]:
+    """Write the report of a run into ``out_dir`` (default ``reports_dir/<run-id>``).
+
+    The load's per-second series is read from ``reports_dir/<run-id>/load/timeseries.jsonl``
+    when the run had a load.
+    """
+    rid = run_id(journal) or "unknown-run"
+    target = Path(out_dir) if out_dir is not None else Path(reports_dir) / rid
+    series_file = Path(reports_dir) / rid / "load" / "timeseries.jsonl"
+    timeseries = None
+    if series_file.exists():
+        lines = series_file.read_text(encoding="utf-8").splitlines()
+        timeseries = [json.loads(line) for line in lines if line.strip()]
+    return write_report(journal, target, timeseries)
