@@ -10,7 +10,6 @@ else's routes and edits and reads every VirtualService back.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -41,23 +40,10 @@ def is_expired(expires: object, now: dt.datetime) -> bool:
     return when <= now
 
 
-def _annotated_runs(vs: Mapping[str, Any]) -> dict[str, Any]:
-    raw = ((vs.get("metadata") or {}).get("annotations") or {}).get(faults.RUNS_ANNOTATION)
-    try:
-        runs = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return (
-        {k: v if isinstance(v, dict) else {} for k, v in runs.items()}
-        if isinstance(runs, dict)
-        else {}
-    )
-
-
 def leftovers(vs: Mapping[str, Any]) -> list[Leftover]:
     """Every run present in a VirtualService: by its chaos routes or its annotation entry."""
     meta = vs.get("metadata") or {}
-    annotated = _annotated_runs(vs)
+    annotated = faults.runs(vs)
     routes: dict[str, list[str]] = {run: [] for run in annotated}
     for route in (vs.get("spec") or {}).get("http") or []:
         run = faults.chaos_route_run(route)

@@ -32,6 +32,7 @@ __all__ = [
     "inject",
     "remove",
     "route_label",
+    "runs",
     "vs_ref",
 ]
 
@@ -103,26 +104,33 @@ def chaos_route_run(route: Mapping[str, Any]) -> str | None:
     return found.group("run") if found and "fault" in route else None
 
 
-def _runs(vs: Mapping[str, Any]) -> dict[str, Any]:
+def runs(vs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The run annotation: run id -> {owner, created, expires, routes}; {} when unreadable."""
     raw = ((vs.get("metadata") or {}).get("annotations") or {}).get(RUNS_ANNOTATION)
     if not raw:
         return {}
     try:
-        runs = json.loads(raw)
+        found = json.loads(raw)
     except ValueError:
         return {}
-    return runs if isinstance(runs, dict) else {}
+    if not isinstance(found, dict):
+        return {}
+    return {run: entry if isinstance(entry, dict) else {} for run, entry in found.items()}
+
+
+def _encode(recorded: Mapping[str, Any]) -> str:
+    return json.dumps(recorded, sort_keys=True, separators=(",", ":"))
 
 
 def active_runs(vs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The chaos routes present in a VirtualService, with their run's marker."""
-    runs = _runs(vs)
+    recorded = runs(vs)
     found = []
     for route in vs.get("spec", {}).get("http") or []:
         run = chaos_route_run(route)
         if run is None:
             continue
-        info = runs.get(run) or {}
+        info = recorded.get(run) or {}
         found.append(
             {
                 "virtual_service": vs_ref(vs),
@@ -286,15 +294,13 @@ def inject(
             new_routes.append(copies[i])
         new_routes.append(route)
     new["spec"]["http"] = new_routes
-    runs = _runs(new)
-    entry = runs.get(run_id) or {"owner": marker.owner, "created": marker.created, "routes": []}
+    recorded = runs(new)
+    entry = recorded.get(run_id) or {"owner": marker.owner, "created": marker.created, "routes": []}
     entry["expires"] = max(str(entry.get("expires") or ""), marker.expires)
     entry["routes"] = [*entry.get("routes", []), *(f.name for f in faulted)]
-    runs[run_id] = entry
+    recorded[run_id] = entry
     metadata = new.setdefault("metadata", {})
-    metadata.setdefault("annotations", {})[RUNS_ANNOTATION] = json.dumps(
-        runs, sort_keys=True, separators=(",", ":")
-    )
+    metadata.setdefault("annotations", {})[RUNS_ANNOTATION] = _encode(recorded)
     return Injection(new, tuple(faulted), tuple(skipped))
 
 
@@ -321,18 +327,20 @@ def remove(
     runs_seen = {chaos_route_run(r) or "" for r in current if doomed(r)}
     if "http" in spec:
         spec["http"] = [r for r in current if not doomed(r)]
-    runs = _runs(new)
-    for run in [r for r in runs if run_id in (None, r)]:
-        left = [n for n in runs[run].get("routes", []) if routes is not None and n not in routes]
+    recorded = runs(new)
+    for run in [r for r in recorded if run_id in (None, r)]:
+        left = [
+            n for n in recorded[run].get("routes", []) if routes is not None and n not in routes
+        ]
         if left:
-            runs[run]["routes"] = left
+            recorded[run]["routes"] = left
         else:
             runs_seen.add(run)
-            del runs[run]
+            del recorded[run]
     annotations = (new.get("metadata") or {}).get("annotations")
     if annotations is not None and RUNS_ANNOTATION in annotations:
-        if runs:
-            annotations[RUNS_ANNOTATION] = json.dumps(runs, sort_keys=True, separators=(",", ":"))
+        if recorded:
+            annotations[RUNS_ANNOTATION] = _encode(recorded)
         else:
             del annotations[RUNS_ANNOTATION]
             if not annotations:
