@@ -253,6 +253,19 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
 @contextlib.contextmanager
 def run_dataplane(
     directory: Path,
+    mesh: Any,
+    listeners: list[dict[str, Any]],
+    services: list[dict[str, Any]],
+) -> Iterator[DataPlane]:
+    """Start a data plane on a local mesh's control plane; always stop it (log on failure)."""
+    with mesh.session() as api:
+        yield from _run_dataplane(
+            directory, mesh.url, mesh.dir / "token", mesh.ca, listeners, services, api
+        )
+
+
+def _run_dataplane(
+    directory: Path,
     api_url: str,
     token_file: Path,
     ca_file: Path,
@@ -260,7 +273,6 @@ def run_dataplane(
     services: list[dict[str, Any]],
     api: requests.Session,
 ) -> Iterator[DataPlane]:
-    """Start a data plane process; always stop it (and show its log on failure)."""
     directory.mkdir(parents=True, exist_ok=True)
     state_file = directory / "dataplane.json"
     config = {

@@ -55,18 +55,9 @@ def dp(local_mesh: LocalMesh, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 ],
             },
         ]
-        with (
-            local_mesh.session() as api,
-            run_dataplane(
-                tmp_path_factory.mktemp("dataplane"),
-                local_mesh.url,
-                local_mesh.dir / "token",
-                local_mesh.ca,
-                listeners,
-                services,
-                api,
-            ) as plane,
-        ):
+        with run_dataplane(
+            tmp_path_factory.mktemp("dataplane"), local_mesh, listeners, services
+        ) as plane:
             yield plane
     finally:
         farm.stop()

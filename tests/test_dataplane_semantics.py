@@ -115,18 +115,9 @@ def dp(
             ],
         },
     ]
-    with (
-        local_mesh.session() as api,
-        run_dataplane(
-            tmp_path_factory.mktemp("dataplane"),
-            local_mesh.url,
-            local_mesh.dir / "token",
-            local_mesh.ca,
-            listeners,
-            services,
-            api,
-        ) as plane,
-    ):
+    with run_dataplane(
+        tmp_path_factory.mktemp("dataplane"), local_mesh, listeners, services
+    ) as plane:
         yield plane
 
 
