@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from chaosmesh_istio import faults, ledger, rollback, sentinel, settings
-from chaosmesh_istio.errors import InvalidArgument
+from chaosmesh_istio import faults, ledger, liveness, rollback, sentinel, settings
+from chaosmesh_istio.errors import InvalidArgument, MeshError
 from chaosmesh_istio.kube import VirtualServices, check_target, open_virtual_services
 from chaosmesh_istio.load import start_load, stop_load
 from chaosmesh_istio.scoping import Scope, make_scope
@@ -117,7 +117,8 @@ def inject_fault(
     `virtual_service` or several by `label_selector`. All arguments are checked before
     anything is written. `ttl` is how long the fault may live if the runner dies.
     Returns the run id, the `header` and `header_value` the experiment traffic must send,
-    the faulted routes and the VirtualService diff; with `dry_run` nothing is written.
+    the faulted routes, the VirtualService diff and `live`: when the callers' proxies
+    applied the fault (see `chaosmesh_proxy_admin_urls`); with `dry_run` nothing is written.
     """
     rid = settings.run_id(configuration)
     name, ns, selector = check_target(virtual_service, namespace, label_selector, configuration)
@@ -130,6 +131,7 @@ def inject_fault(
     )
     dry = _flag("dry_run", dry_run)
     guard = _sentinel_settings(configuration)
+    check = liveness.live_check(configuration)
     client = open_virtual_services(configuration, secrets)
     targets = client.targets(name, ns, selector)
     planned = [faults.inject(t, fault, chosen_scope, selection, marker) for t in targets]
@@ -178,6 +180,13 @@ def inject_fault(
             names,
             rid,
         )
+    result["written_at"] = dt.datetime.now(dt.UTC).isoformat()
+    # The clock of the experiment starts when the proxies apply the fault, not at the write.
+    try:
+        result["live"] = liveness.wait_live(result["routes"], check)
+    except MeshError:
+        _rollback_partial(client, written)  # a fault that never took effect is not left behind
+        raise
     return result
 
 
@@ -296,7 +305,8 @@ def remove_faults(
     Without `virtual_service` or `label_selector`, every VirtualService of the namespace is
     cleaned. Only the routes the run added and its annotation entry are removed; anything
     else, including edits made meanwhile by others, is kept. Every VirtualService is read
-    back afterwards: if a removed route is still there, this raises.
+    back afterwards: if a removed route is still there, this raises. With
+    `chaosmesh_proxy_admin_urls` set, it also waits until the proxies stop applying them.
     """
     name, ns, selector = check_target(
         virtual_service, namespace, label_selector, configuration, required=False
@@ -311,5 +321,7 @@ def remove_faults(
         if every
         else settings.run_id(configuration if run_id is None else {"chaosmesh_run_id": run_id})
     )
+    check = liveness.live_check(configuration)
     removed = rollback.remove_run(name, ns, selector, run, configuration, secrets)
-    return {"run_id": run, "all_runs": every, "removed": removed, "verified": True}
+    gone = liveness.wait_gone([r for vs in removed for r in vs["routes"]], check)
+    return {"run_id": run, "all_runs": every, "removed": removed, "verified": True, "gone": gone}

@@ -113,6 +113,7 @@ def run_demo(directory: Path, out: Callable[[str], None] = print) -> int:
             **os.environ,
             "KUBECONFIG": str(info.kubeconfig),
             "CHAOSMESH_INGRESS_URL": str(info.ingress_url),
+            "CHAOSMESH_PROXY_ADMIN_URLS": str(info.admin_url),
             "CHAOSMESH_RUN_ID": run_id,
         }
         journal_path = reports / "journal.json"
