@@ -3,12 +3,14 @@
 #   kubectl     (kubernetes-client) drives the control plane in tests, as users do
 #   openssl     makes the local control plane's TLS certificates
 #   prometheus  the local mesh's metrics server
+#   chromium    renders report.html headless in tests (no script runs, charts show)
 set -euo pipefail
 
 missing=()
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -1,12 +1,15 @@
 """JUnit XML: one test case per hypothesis probe and phase, per safeguard breach and finding.
 
 Uses only the attributes of the common JUnit schema (testsuites/testsuite/testcase/failure)
-that CI systems read.
+that CI systems read. Journal text may hold characters XML 1.0 cannot carry (NUL, most C0
+controls, lone surrogates); they are written as visible ``\\xNN`` escapes instead.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,22 +20,38 @@ from chaosmesh_istio.verdicts import Verdict
 
 __all__ = ["build_junit"]
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
 
 def _case(
     suite: ET.Element, name: str, classname: str, seconds: float, failure: str | None
 ) -> None:
-    case = ET.SubElement(
-        suite, "testcase", name=name, classname=classname, time=f"{max(seconds, 0.0):.3f}"
-    )
+    case = ET.SubElement(suite, "testcase", name=name, classname=classname, time=f"{seconds:.3f}")
     if failure is not None:
         ET.SubElement(case, "failure", message=failure[:500], type="failure").text = failure
 
 
 def _duration(run: Mapping[str, Any] | None) -> float:
+    """Seconds from start to end; 0 when unknown, and when the clock went back (the schema
+    allows no negative time)."""
     if not run:
         return 0.0
     start, end = facts.epoch(run.get("start")), facts.epoch(run.get("end"))
-    return end - start if start is not None and end is not None else 0.0
+    if start is None or end is None or not math.isfinite(end - start):
+        return 0.0
+    return max(end - start, 0.0)
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _make_xml_safe(root: ET.Element) -> None:
+    for element in root.iter():
+        for key, value in list(element.attrib.items()):
+            element.set(key, _xml_safe(value))
+        if element.text:
+            element.text = _xml_safe(element.text)
 
 
 def _text(value: Any) -> str:
@@ -85,5 +104,8 @@ def build_junit(journal: Mapping[str, Any], outcome: Verdict, found: Sequence[Fi
         element.set("failures", str(failures))
         element.set("errors", str(errors))
         element.set("time", f"{total_time:.3f}")
+    _make_xml_safe(root)
     ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    # UTF-8, the encoding XML defaults to, rather than the locale's that ET would declare.
+    declaration = '<?xml version="1.0" encoding="UTF-8"?>\n'
+    return declaration + ET.tostring(root, encoding="unicode") + "\n"
