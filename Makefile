@@ -19,8 +19,8 @@ test: install lint
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check chaosmesh_istio tests
-	$(BIN)/ruff format --check chaosmesh_istio tests
+	$(BIN)/ruff check chaosmesh_istio tests benchmarks
+	$(BIN)/ruff format --check chaosmesh_istio tests benchmarks
 	$(BIN)/mypy
 
 demo: install

@@ -24,9 +24,11 @@ from chaoslib.settings import load_settings
 from chaosmesh_istio import __version__
 from chaosmesh_istio.cleanup import cleanup
 from chaosmesh_istio.demo import run_demo
-from chaosmesh_istio.errors import ChaosMeshIstioError
+from chaosmesh_istio.errors import ChaosMeshIstioError, InvalidArgument
 from chaosmesh_istio.localmesh.manager import mesh_down, mesh_status, mesh_up
 from chaosmesh_istio.report import report_run
+from chaosmesh_istio.report.compare import write_comparison
+from chaosmesh_istio.report.index import write_index
 from chaosmesh_istio.verdicts import USAGE_EXIT_CODE, verdict
 
 __all__ = ["build_parser", "default_mesh_dir", "main"]
@@ -57,7 +59,12 @@ def cmd_mesh_up(args: argparse.Namespace) -> int:
     if info.prometheus_url:
         print(f"  Prometheus:  {info.prometheus_url}")
     print(f"  kubeconfig:  {info.kubeconfig}")
-    print(f"  export KUBECONFIG={info.kubeconfig}; kubectl get virtualservices")
+    print("to point experiments and kubectl at it:")
+    print(f"  export KUBECONFIG={info.kubeconfig}")
+    if info.ingress_url and info.prometheus_url and info.admin_url:
+        print(f"  export CHAOSMESH_INGRESS_URL={info.ingress_url}")
+        print(f"  export CHAOSMESH_PROMETHEUS_URL={info.prometheus_url}")
+        print(f"  export CHAOSMESH_PROXY_ADMIN_URLS={info.admin_url}")
     return 0
 
 
@@ -155,7 +162,7 @@ _CONTROL = {"type": "python", "module": "chaosmesh_istio.controls"}
 
 
 def _usage_error(message: str) -> int:
-    print(f"chaosmesh-istio run: error: {message}", file=sys.stderr)
+    print(f"chaosmesh-istio: error: {message}", file=sys.stderr)
     return USAGE_EXIT_CODE
 
 
@@ -200,16 +207,75 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"verified: {rollback.get('verified')}; journal: {args.journal_path}"
     )
     print(result.line(), flush=True)
-    try:
-        written = report_run(journal, Path("reports"))
-        print(f"report: {written['html']} (junit: {written['junit']})", flush=True)
-    except (OSError, ValueError) as exc:
-        print(f"chaosmesh-istio: could not write the report: {exc}", file=sys.stderr)
+    # The control wrote the report (and refreshed the index) right after the run.
+    report = (journal.get("chaosmesh") or {}).get("report") or {}
+    if report.get("html"):
+        print(f"report: {report['html']} (junit: {report['junit']})", flush=True)
+    elif report.get("error"):
+        print(f"chaosmesh-istio: could not write the report: {report['error']}", file=sys.stderr)
     return result.code
 
 
+def _run_dir(run: str, reports_dir: Path) -> Path | None:
+    """A run given as a directory, else as a run id under the reports directory."""
+    for candidate in (Path(run), reports_dir / run):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _report_compare(args: argparse.Namespace) -> int:
+    reports_dir = Path(args.reports_dir)
+    dirs = []
+    for run in args.compare:
+        found = _run_dir(run, reports_dir)
+        if found is None:
+            return _usage_error(
+                f"run {run!r} is neither a directory nor a run id under {str(reports_dir)!r}"
+            )
+        if not (found / "summary.json").is_file():
+            return _usage_error(
+                f"run directory {str(found)!r} has no summary.json; write it with "
+                "'chaosmesh-istio report JOURNAL'"
+            )
+        dirs.append(found)
+    out = Path(args.out) if args.out else dirs[1].parent / "compare.html"
+    try:
+        written = write_comparison(dirs[0], dirs[1], out)
+    except InvalidArgument as exc:
+        return _usage_error(str(exc))
+    print(f"compare: {written}")
+    return 0
+
+
+def _report_index(args: argparse.Namespace) -> int:
+    reports_dir = Path(args.index or args.reports_dir)
+    if args.out:
+        return _usage_error("--out does not apply to --index: the index is DIR/index.html")
+    if not reports_dir.is_dir():
+        return _usage_error(f"reports directory {str(reports_dir)!r} does not exist")
+    print(f"index: {write_index(reports_dir)}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write report.html, junit.xml and summary.json of a run's journal."""
+    """Write a run's report from its journal, the index of all runs, or a comparison."""
+    modes = [
+        name
+        for name, given in (
+            ("JOURNAL", args.journal is not None),
+            ("--index", args.index is not None),
+            ("--compare", args.compare is not None),
+        )
+        if given
+    ]
+    if len(modes) != 1:
+        given = f" (got {' and '.join(modes)})" if modes else ""
+        return _usage_error(f"give exactly one of JOURNAL, --index or --compare{given}")
+    if args.index is not None:
+        return _report_index(args)
+    if args.compare is not None:
+        return _report_compare(args)
     source = Path(args.journal)
     try:
         journal = json.loads(source.read_text())
@@ -217,18 +283,52 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _usage_error(f"journal {str(source)!r} cannot be read as JSON: {exc}")
     if not isinstance(journal, dict) or "experiment" not in journal:
         return _usage_error(f"{str(source)!r} is not a Chaos Toolkit journal (no 'experiment')")
-    written = report_run(journal, Path(args.reports_dir), Path(args.out) if args.out else None)
+    reports_dir = Path(args.reports_dir)
+    written = report_run(journal, reports_dir, Path(args.out) if args.out else None)
     for kind, path in written.items():
         print(f"{kind}: {path}")
+    if reports_dir.is_dir():
+        try:
+            print(f"index: {write_index(reports_dir)}")
+        except OSError as exc:
+            print(f"chaosmesh-istio: could not write the index: {exc}", file=sys.stderr)
     return 0
 
 
 def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = subparsers.add_parser(
-        "report", help="write report.html, junit.xml and summary.json from a journal"
+        "report",
+        help="write a run's report from its journal, the index of all runs, or a comparison",
+        usage=(
+            "chaosmesh-istio report JOURNAL [--out DIR] [--reports-dir DIR]\n"
+            "       chaosmesh-istio report --index [DIR]\n"
+            "       chaosmesh-istio report --compare RUN_A RUN_B [--out FILE] [--reports-dir DIR]"
+        ),
+        description=(
+            "Write report.html, junit.xml and summary.json of a journal (and refresh the "
+            "reports directory's index.html), or write index.html listing every run, or "
+            "compare.html of two runs. Exit code 64 on invalid input."
+        ),
     )
-    report.add_argument("journal", help="the journal.json of a run")
-    report.add_argument("--out", help="output directory (default: REPORTS_DIR/<run-id>)")
+    report.add_argument("journal", nargs="?", help="the journal.json of a run")
+    report.add_argument(
+        "--index",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="write DIR/index.html listing every run, newest first (default DIR: --reports-dir)",
+    )
+    report.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="compare two runs, each a run directory or a run id under --reports-dir",
+    )
+    report.add_argument(
+        "--out",
+        help="JOURNAL: output directory (default: REPORTS_DIR/<run-id>); --compare: output "
+        "file (default: compare.html next to RUN_B)",
+    )
     report.add_argument(
         "--reports-dir", default="reports", help="where runs' outputs live (default: reports)"
     )

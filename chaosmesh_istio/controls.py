@@ -17,6 +17,10 @@ Arguments (all optional):
 - ``namespaces``: namespaces to clean besides those the experiment's activities name.
 - ``preflight`` (default true): when the steady-state hypothesis before the method is not
   met, the run ends as skipped and nothing is injected.
+- ``report`` (default true) and ``reports_dir`` (default: the configuration's
+  ``chaosmesh_reports_dir``, else ``reports``): after the run, write
+  ``report.html``, ``junit.xml``, ``summary.json`` and the journal to
+  ``<reports_dir>/<run-id>/`` and refresh ``<reports_dir>/index.html``.
 
 After the experiment, **whatever the rollback strategy, status or signal**, the run's
 faults are removed from every namespace it may have touched, every removal is verified by
@@ -28,12 +32,14 @@ interrupt the run as Chaos Toolkit itself would; further signals cannot cut it s
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -42,9 +48,12 @@ from chaoslib.activity import run_activity
 from chaoslib.exceptions import InterruptExecution, InvalidActivity
 from chaoslib.hypothesis import within_tolerance
 
-from chaosmesh_istio import ledger, rollback, settings
-from chaosmesh_istio.errors import Inconclusive, InvalidArgument, LoadError
+from chaosmesh_istio import ledger, liveness, rollback, settings
+from chaosmesh_istio.errors import Inconclusive, InvalidArgument, LoadError, MeshError
 from chaosmesh_istio.load import stop_load
+from chaosmesh_istio.report import report_run
+from chaosmesh_istio.report.environment import collect_environment
+from chaosmesh_istio.report.index import write_index
 from chaosmesh_istio.settings import Configuration, Secrets
 
 __all__ = [
@@ -64,6 +73,7 @@ logger = logging.getLogger("chaostoolkit").getChild("chaosmesh_istio.controls")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _REMOVAL_ATTEMPTS = 3
+_ARGUMENTS = ("safeguards", "interval", "namespaces", "preflight", "report", "reports_dir")
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
@@ -73,14 +83,16 @@ class _Options:
     interval: float
     namespaces: list[str]
     preflight: bool
+    report: bool
+    reports_dir: str | None
 
 
 def _options(arguments: Mapping[str, Any]) -> _Options:
-    unknown = sorted(set(arguments) - {"safeguards", "interval", "namespaces", "preflight"})
+    unknown = sorted(set(arguments) - set(_ARGUMENTS))
     if unknown:
         raise InvalidArgument(
-            f"unknown argument(s) {unknown!r} for the chaosmesh control; it takes safeguards, "
-            "interval, namespaces and preflight"
+            f"unknown argument(s) {unknown!r} for the chaosmesh control; it takes "
+            f"{', '.join(_ARGUMENTS)}"
         )
     guards = arguments.get("safeguards") or []
     if not isinstance(guards, list) or not all(isinstance(g, dict) for g in guards):
@@ -99,7 +111,13 @@ def _options(arguments: Mapping[str, Any]) -> _Options:
     preflight = arguments.get("preflight", True)
     if not isinstance(preflight, bool):
         raise InvalidArgument(f"preflight must be true or false, got {preflight!r}")
-    return _Options(guards, float(interval), namespaces, preflight)
+    report = arguments.get("report", True)
+    if not isinstance(report, bool):
+        raise InvalidArgument(f"report must be true or false, got {report!r}")
+    reports_dir = arguments.get("reports_dir")
+    if reports_dir is not None and (not isinstance(reports_dir, str) or not reports_dir):
+        raise InvalidArgument(f"reports_dir must be a directory path, got {reports_dir!r}")
+    return _Options(guards, float(interval), namespaces, preflight, report, reports_dir)
 
 
 @dataclass
@@ -230,6 +248,28 @@ def after_experiment_control(
         _finish(run)
     if state is not None and run.record is not None:
         state["chaosmesh"] = run.record
+        if run.options.report:
+            _write_report(run, state)
+
+
+def _write_report(run: _Run, journal: dict[str, Any]) -> None:
+    """Write the run's report and journal to ``reports_dir/<run-id>``; never fails the run."""
+    record = journal["chaosmesh"]
+    try:
+        record["environment"] = collect_environment(run.configuration, run.secrets)
+        base = Path(
+            run.options.reports_dir
+            or settings.setting(run.configuration, "chaosmesh_reports_dir", "reports")
+        )
+        written = report_run(journal, base, base / run.run_id)
+        record["report"] = {kind: str(path) for kind, path in written.items()}
+        (base / run.run_id / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
+        write_index(base)
+        logger.info("report of run %s: %s", run.run_id, written["html"])
+    except Exception as exc:
+        # The faults are already removed; a report that cannot be written loses no safety.
+        logger.exception("could not write the report of run %s", run.run_id)
+        record["report"] = {"error": str(exc)}
 
 
 def cleanup_control() -> None:
@@ -312,6 +352,8 @@ def _remove(run: _Run, reason: str) -> dict[str, Any]:
                 error = _remove_one(run, rid, namespace, required=namespace in known)
                 if error:
                     errors.append(error)
+        removed_at = dt.datetime.now(dt.UTC).isoformat()
+        gone = _data_plane_gone(run, errors)
         verified = not errors
         if verified:
             for rid in run_ids:
@@ -321,9 +363,21 @@ def _remove(run: _Run, reason: str) -> dict[str, Any]:
             "run_ids": run_ids,
             "namespaces": namespaces,
             "removed": list(run.removed),
+            "removed_at": removed_at,
+            "gone": gone,
             "verified": verified,
             "errors": errors,
         }
+
+
+def _data_plane_gone(run: _Run, errors: list[str]) -> dict[str, Any] | None:
+    """Wait for the proxies to drop the removed routes; a proxy still applying is an error."""
+    names = sorted({name for r in run.removed for name in r.get("routes") or []})
+    try:
+        return liveness.wait_gone(names, liveness.live_check(run.configuration))
+    except (InvalidArgument, MeshError) as exc:
+        errors.append(f"data plane: {exc}")
+        return None
 
 
 def _remove_one(run: _Run, rid: str, namespace: str, required: bool) -> str | None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ def test_delay_on_a_deep_hop_follows_the_missing_timeout_for_tagged_users_only(
         "KUBECONFIG": str(full_mesh.kubeconfig),
         "CHAOSMESH_INGRESS_URL": full_mesh.ingress_url,
         "CHAOSMESH_PROMETHEUS_URL": full_mesh.prometheus_url,
+        "CHAOSMESH_PROXY_ADMIN_URLS": full_mesh.admin_url,
         "CHAOSMESH_RUN_ID": "delay-it",
         "CHAOSMESH_LOAD_DURATION": "30s",
         "CHAOSMESH_BASELINE_SECONDS": "3",
@@ -71,3 +73,36 @@ def test_delay_on_a_deep_hop_follows_the_missing_timeout_for_tagged_users_only(
     stopped = ran["stop-load"]["output"]
     assert stopped["groups"]["control"]["failures"] == 0
     assert all(r["status"] == "succeeded" for r in journal["rollbacks"])
+    assert ran["delay-tagged-requests-to-reviews"]["output"]["live"]["live"] is True
+    check_report(tmp_path / "reports", journal, experiment_p50)
+
+
+def check_report(reports: Path, journal: dict[str, Any], experiment_p50: float) -> None:
+    """The control wrote the report under plain `chaos run`; its numbers are the run's."""
+    run_dir = reports / "delay-it"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["verdict"], summary["exit_code"]) == ("passed", 0)
+    assert summary["virtual_services"] == ["default/reviews"]
+    during = summary["during_fault"]
+    assert during["experiment"]["p50"] == experiment_p50 == 1500
+    assert during["control"]["p95"] < 500 and during["control"]["failures"] == 0
+    whole = journal["chaosmesh"]["load"]["summary"]["groups"]
+    assert summary["groups"]["control"]["requests"] == whole["control"]["requests"]
+    (finding,) = summary["findings"]
+    assert finding["id"] == "caller-no-timeout" and finding["severity"] == "high"
+    assert "experiment p50 1500 ms" in finding["evidence"]
+
+    page = (run_dir / "report.html").read_text()
+    assert "passed" in page and "exit code 0" in page
+    assert finding["title"].replace("'", "&#x27;") in page
+    assert "fault confirmed live" in page and "gone from the data plane" in page
+    assert f"{whole['control']['requests']}" in page
+    assert page.count("<svg") >= 3 and "<polyline" in page
+    suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    failed = [c.get("name", "") for c in suite.iter("testcase") if c.find("failure") is not None]
+    # The probes all held; the one failure is the finding, a weakness worth fixing.
+    assert len(failed) == 1 and "caller-no-timeout" in failed[0], failed
+    index = (reports / "index.html").read_text()
+    assert 'href="delay-it/report.html"' in index
+    assert json.loads((run_dir / "journal.json").read_text())["chaosmesh"]["run_id"] == "delay-it"

@@ -86,6 +86,7 @@ def test_every_part_is_up_and_the_cli_prints_the_urls(
         full_mesh.ingress_url,
         full_mesh.prometheus_url,
         f"export KUBECONFIG={full_mesh.kubeconfig}",
+        f"export CHAOSMESH_PROXY_ADMIN_URLS={full_mesh.admin_url}",
     ):
         assert shown in out
     assert main(["mesh", "status", "--dir", str(full_mesh.dir)]) == 0

@@ -142,13 +142,13 @@ def _series(exp_p50_during: float, exp_rps_during: int = 10) -> list[dict[str, A
         faulted = 11 <= second < 70
         lines.append(
             {"t": T0 + second, "group": "control", "requests": 100, "failures": 0,
-             "p50": 30, "p95": 45, "p99": 60, "hist": {}}
+             "p50": 30, "p95": 45, "p99": 60, "hist": {"30": 60, "45": 35, "60": 5}}
         )  # fmt: skip
         p50 = exp_p50_during if faulted else 30
+        count = exp_rps_during if faulted else 10
         lines.append(
-            {"t": T0 + second, "group": "experiment",
-             "requests": exp_rps_during if faulted else 10, "failures": 0,
-             "p50": p50, "p95": p50 * 1.2, "p99": p50 * 1.4, "hist": {}}
+            {"t": T0 + second, "group": "experiment", "requests": count, "failures": 0,
+             "p50": p50, "p95": p50 * 1.2, "p99": p50 * 1.4, "hist": {str(int(p50)): count}}
         )  # fmt: skip
     return lines
 
@@ -288,6 +288,8 @@ def test_route_policy_header_and_blast_radius_findings() -> None:
     for line in series:
         if line["group"] == "control" and T0 + 11 <= line["t"] < T0 + 70:
             line["failures"] = 20
+        if line["group"] == "experiment" and T0 + 11 <= line["t"] < T0 + 70:
+            line["failures"] = 15  # half of the aborted calls reach the users
 
     found = {f.id: f for f in findings(journal, timeseries=series)}
     assert set(found) == {

@@ -32,7 +32,7 @@ def write_report(
     """
     outcome = verdict(journal)
     found = findings(journal, timeseries=timeseries)
-    summary = build_summary(journal, outcome, found)
+    summary = build_summary(journal, outcome, found, timeseries)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -40,9 +40,11 @@ def write_report(
         "junit": out_dir / "junit.xml",
         "html": out_dir / "report.html",
     }
-    paths["summary"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    paths["junit"].write_text(build_junit(journal, outcome, found))
-    paths["html"].write_text(render_html(journal, outcome, found, summary, timeseries))
+    # Journals are JSON: a lone surrogate (\ud800) is valid there and must not crash a write.
+    text = {"encoding": "utf-8", "errors": "backslashreplace"}
+    paths["summary"].write_text(json.dumps(summary, indent=2, default=str) + "\n", **text)
+    paths["junit"].write_text(build_junit(journal, outcome, found), **text)
+    paths["html"].write_text(render_html(journal, outcome, found, summary, timeseries), **text)
     return paths
 
 

@@ -5,11 +5,13 @@ Pure: no I/O. Journals come from disk, so every lookup tolerates missing or odd-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from chaosmesh_istio.durations import parse_duration_ns
+from chaosmesh_istio.load_series import stats_of, totals_from_series
 
 __all__ = [
     "INJECTORS",
@@ -24,6 +26,8 @@ __all__ = [
     "injection",
     "load_groups",
     "percentage",
+    "window_groups",
+    "window_rows",
 ]
 
 INJECTORS = frozenset({"inject_fault", "inject_delay", "inject_abort"})
@@ -105,6 +109,39 @@ def load_groups(journal: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     summary = load.get("summary")
     groups = (summary if isinstance(summary, Mapping) else load).get("groups") or {}
     return {g: dict(groups[g]) for g in _GROUPS if isinstance(groups.get(g), Mapping)}
+
+
+def window_rows(
+    journal: Mapping[str, Any], series: Sequence[Mapping[str, Any]] | None
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]] | None:
+    """The per-second lines before the fault and during it; None without a fault window.
+
+    Lines are stamped with the second they start: only whole seconds inside the window count
+    as during (a line overlapping the fault's first second belongs mostly to before it).
+    """
+    window = fault_window(journal)
+    if window is None:
+        return None
+    begin, end = window
+    rows = [r for r in series or [] if isinstance(r.get("t"), int | float)]
+    before = [r for r in rows if r["t"] + 1 <= begin]
+    during = [r for r in rows if r["t"] >= math.ceil(begin) and (end is None or r["t"] + 1 <= end)]
+    return before, during
+
+
+def window_groups(
+    journal: Mapping[str, Any], series: Sequence[Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """Per-group load figures over the fault window only, from the per-second series.
+
+    Whole-run figures mix the baseline into what the fault did; findings judge the window.
+    Empty without a series or a fault window.
+    """
+    windows = window_rows(journal, series)
+    if not series or windows is None:
+        return {}
+    totals = totals_from_series(windows[1])
+    return {g: stats_of(t) for g, t in totals.items() if t.requests}
 
 
 def _fault_part(fault: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:

@@ -37,8 +37,13 @@ def findings(
     groups: Mapping[str, Mapping[str, Any]] | None = None,
     timeseries: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
-    """The findings of a run, most severe first."""
-    groups = facts.load_groups(journal) if groups is None else groups
+    """The findings of a run, most severe first.
+
+    Judged on the fault window's figures when the per-second series is there, else on the
+    whole run's (which dilute the fault with the baseline).
+    """
+    if groups is None:
+        groups = facts.window_groups(journal, timeseries) or facts.load_groups(journal)
     injected = facts.injection(journal)
     fault = injected.get("fault") if isinstance(injected.get("fault"), Mapping) else None
     control = groups.get("control") or {}
@@ -173,14 +178,13 @@ def _not_propagated(journal: Mapping[str, Any]) -> list[Finding]:
 def _windows(
     journal: Mapping[str, Any], series: Sequence[Mapping[str, Any]], group: str
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    window = facts.fault_window(journal)
-    rows = [r for r in series if r.get("group") == group]
-    if window is None:
+    windows = facts.window_rows(journal, series)
+    if windows is None:
         return [], []
-    begin, end = window
-    before = [r for r in rows if float(r.get("t", 0)) < begin]
-    during = [r for r in rows if begin <= float(r.get("t", 0)) and (end is None or r["t"] < end)]
-    return before, during
+    before, during = windows
+    return [r for r in before if r.get("group") == group], [
+        r for r in during if r.get("group") == group
+    ]
 
 
 def _rate(rows: Sequence[Mapping[str, Any]]) -> float | None:

@@ -1,6 +1,6 @@
 """report.html: one self-contained page (inline CSS and SVG, no script, no external URL).
 
-Every value that comes from the journal or the load goes through `_e` (HTML-escaped with
+Every value that comes from the journal or the load goes through `escape` (HTML-escaped with
 quotes): VirtualService names, header values and probe outputs are user-controlled.
 """
 
@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaosmesh_istio.report import facts
+from chaosmesh_istio.report.environment import environment_of, render_environment_html
 from chaosmesh_istio.report.findings import Finding
+from chaosmesh_istio.report.stats import render_comparison_html
 from chaosmesh_istio.verdicts import Verdict
 
-__all__ = ["EXIT_CODE_MEANINGS", "render_html"]
+__all__ = ["CSS", "EXIT_CODE_MEANINGS", "VERDICT_COLOURS", "escape", "render_html"]
 
 EXIT_CODE_MEANINGS = {
     0: "passed: the steady state held before, during and after the fault",
@@ -29,10 +31,15 @@ EXIT_CODE_MEANINGS = {
     130: "interrupted by SIGINT; the numbers are partial",
     143: "interrupted by SIGTERM; the numbers are partial",
 }
-_COLOURS = {"passed": "#1b7f3b", "deviated": "#b35c00", "skipped": "#555", "inconclusive": "#555"}
+VERDICT_COLOURS = {
+    "passed": "#1b7f3b",
+    "deviated": "#b35c00",
+    "skipped": "#555",
+    "inconclusive": "#555",
+}
 _GROUP_COLOURS = {"control": "#1f5fbf", "experiment": "#c0392b"}
 _DASH = {"p50": "", "p95": "6 3", "p99": "2 3"}
-_CSS = """
+CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:960px;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 .banner{color:#fff;padding:1rem 1.2rem;border-radius:6px}
@@ -46,13 +53,14 @@ svg{background:#fff;border:1px solid #eee;margin:.5rem 0}
 """
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
+    """HTML text of a value: strings as they are, others as JSON; quotes escaped too."""
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
     return html.escape(text, quote=True)
 
 
 def _num(value: Any, fmt: str = "{:g}") -> str:
-    return _e(fmt.format(value)) if isinstance(value, int | float) else "n/a"
+    return escape(fmt.format(value)) if isinstance(value, int | float) else "n/a"
 
 
 def render_html(
@@ -67,26 +75,32 @@ def render_html(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_e(title)}: {_e(outcome.name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
+        # Defence in depth: even a value that escaped escaping could not run or fetch.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">",
+        f"<title>{escape(title)}: {escape(outcome.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
         _banner(outcome),
         _what(journal, summary),
         _timeline(journal),
         _charts(journal, timeseries or []),
         _figures(summary),
         _hypothesis(journal),
+        render_comparison_html(summary.get("comparison") or {}),
         _findings(found),
+        render_environment_html(environment_of(journal)),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
 
 
 def _banner(outcome: Verdict) -> str:
-    colour = _COLOURS.get(outcome.name, "#b00020")
+    colour = VERDICT_COLOURS.get(outcome.name, "#b00020")
     meaning = EXIT_CODE_MEANINGS.get(outcome.code, "")
     return (
-        f'<div class="banner" style="background:{colour}"><b>{_e(outcome.name)}</b>'
-        f" (exit code {_e(str(outcome.code))}: {_e(meaning)})<br>{_e(outcome.reason)}</div>"
+        f'<div class="banner" style="background:{colour}"><b>{escape(outcome.name)}</b>'
+        f" (exit code {escape(str(outcome.code))}: {escape(meaning)})"
+        f"<br>{escape(outcome.reason)}</div>"
     )
 
 
@@ -103,11 +117,11 @@ def _what(journal: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         ("started", journal.get("start")),
         ("ended", journal.get("end")),
     ]
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     diff = injected.get("diff") or "(nothing was injected)"
     return (
         f"<h2>What was done</h2><table>{body}</table>"
-        f"<h3>VirtualService diff</h3><pre>{_e(diff)}</pre>"
+        f"<h3>VirtualService diff</h3><pre>{escape(diff)}</pre>"
     )
 
 
@@ -127,32 +141,74 @@ def _timeline(journal: Mapping[str, Any]) -> str:
             if start is not None:
                 events.append((start, phase, facts.activity_name(run), str(run.get("status"))))
 
-    for phase in ("before", "after"):
+    for phase, label in (("before", "baseline checked"), ("after", "steady state rechecked")):
         state = states.get(phase)
         if isinstance(state, Mapping):
-            add(state.get("probes") or [], f"hypothesis {phase}")
+            add(state.get("probes") or [], label)
     add(journal.get("run") or [], "method")
     add(journal.get("rollbacks") or [], "rollback")
     for breach in (journal.get("chaosmesh") or {}).get("breaches") or []:
         moment = facts.epoch(breach.get("time"))
         if moment is not None:
             events.append((moment, "safeguard breach", str(breach.get("probe")), "breached"))
+    for run in [*(journal.get("run") or []), *(journal.get("rollbacks") or [])]:
+        output = run.get("output")
+        if not isinstance(output, Mapping):
+            continue
+        if facts.activity_func(run) in facts.INJECTORS:
+            events.extend(_injection_events(facts.activity_name(run), output))
+        elif facts.activity_func(run) == "remove_faults":
+            events.extend(_gone_event(facts.activity_name(run), output.get("gone")))
     rollback = (journal.get("chaosmesh") or {}).get("rollback")
-    end = facts.epoch(journal.get("end"))
-    if isinstance(rollback, Mapping) and end is not None:
-        verified = "verified" if rollback.get("verified") else "NOT verified"
-        events.append((end, "removal", "faults removed", verified))
+    if isinstance(rollback, Mapping):
+        removed = facts.epoch(rollback.get("removed_at")) or facts.epoch(journal.get("end"))
+        verified = "verified by reading back" if rollback.get("verified") else "NOT verified"
+        what = "faults removed" if rollback.get("removed") else "nothing left to remove"
+        if removed is not None:
+            events.append((removed, "rolled back", f"the control: {what}", verified))
+        events.extend(_gone_event("the control", rollback.get("gone")))
     events.sort(key=lambda ev: ev[0])
     start = facts.epoch(journal.get("start")) or (events[0][0] if events else 0.0)
     rows = "".join(
-        f"<tr><td>{_e(_clock(t))}</td><td>+{t - start:.1f} s</td><td>{_e(phase)}</td>"
-        f"<td>{_e(name)}</td><td>{_e(status)}</td></tr>"
+        f"<tr><td>{escape(_clock(t))}</td><td>+{t - start:.1f} s</td><td>{escape(phase)}</td>"
+        f"<td>{escape(name)}</td><td>{escape(status)}</td></tr>"
         for t, phase, name, status in events
     )
     return (
         "<h2>Timeline</h2><table><tr><th>time (UTC)</th><th>offset</th><th>phase</th>"
         f"<th>activity</th><th>status</th></tr>{rows}</table>"
     )
+
+
+def _injection_events(name: str, output: Mapping[str, Any]) -> list[tuple[float, str, str, str]]:
+    events = []
+    written = facts.epoch(output.get("written_at"))
+    if written is not None:
+        events.append((written, "fault injected", name, ", ".join(output.get("routes") or [])))
+    live = output.get("live")
+    if isinstance(live, Mapping):
+        moment = facts.epoch(live.get("at"))
+        if moment is not None and live.get("checked"):
+            detail = f"on {_proxies(live)} after {live.get('seconds')} s"
+            events.append((moment, "fault confirmed live", name, detail))
+        elif moment is not None:
+            detail = "not checked: set chaosmesh_proxy_admin_urls to confirm"
+            events.append((moment, "fault live?", name, detail))
+    return events
+
+
+def _proxies(check: Mapping[str, Any]) -> str:
+    count = check.get("proxies")
+    return f"{count} proxy" if count == 1 else f"{count} proxies"
+
+
+def _gone_event(name: str, gone: Any) -> list[tuple[float, str, str, str]]:
+    if not isinstance(gone, Mapping) or not gone.get("checked"):
+        return []
+    moment = facts.epoch(gone.get("at"))
+    if moment is None:
+        return []
+    return [(moment, "removal verified", name, f"gone from the data plane on {_proxies(gone)}")]
 
 
 def _per_second(series: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, float]]]:
@@ -207,9 +263,10 @@ def _chart(
     window: tuple[float, float | None] | None,
     keys: Sequence[tuple[str, str]],
 ) -> str:
-    width, height, left, right, top, bottom = 720, 200, 50, 10, 20, 25
+    width, height, left, right, top, bottom = 720, 200, 60, 10, 20, 25
     values = [p[k] for pts in points.values() for p in pts for k, _ in keys if k in p]
-    top_value = max([*values, 1e-9]) * 1.1
+    # An all-zero chart (no errors) still gets a readable axis: 0 to 1.
+    top_value = (max(values, default=0.0) or 1.0) * 1.1
 
     def x(t: float) -> float:
         return left + (t - t0) / (t1 - t0) * (width - left - right)
@@ -220,8 +277,8 @@ def _chart(
     svg = [
         # Inline SVG in HTML needs no xmlns, which keeps the page free of any URL.
         f'<svg width="{width}" height="{height}"'
-        f' viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">'
-        f'<text x="{left}" y="14" font-size="12">{_e(title)}</text>'
+        f' viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f'<text x="{left}" y="14" font-size="12">{escape(title)}</text>'
     ]
     if window is not None:
         start, end = max(window[0], t0), min(window[1] if window[1] is not None else t1, t1)
@@ -234,9 +291,9 @@ def _chart(
         f'<line x1="{left}" y1="{y(0):.1f}" x2="{width - right}" y2="{y(0):.1f}" stroke="#999"/>'
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y(0):.1f}" stroke="#999"/>'
         f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end">'
-        f"{top_value / 1.1:.3g}</text>"
+        f"{top_value / 1.1:,.4g}</text>"
         f'<text x="{left - 4}" y="{y(0):.1f}" font-size="10" text-anchor="end">0</text>'
-        f'<text x="{left}" y="{height - 8}" font-size="10">{_e(_clock(t0))}</text>'
+        f'<text x="{left}" y="{height - 8}" font-size="10">{escape(_clock(t0))}</text>'
         f'<text x="{width - right}" y="{height - 8}" font-size="10" text-anchor="end">'
         f"+{t1 - t0:.0f} s</text>"
     )
@@ -271,7 +328,7 @@ def _figures(summary: Mapping[str, Any]) -> str:
     ]
     head = "".join(f"<th>{name}</th>" for name, _ in columns)
     rows = "".join(
-        f"<tr><th>{_e(group)}</th>"
+        f"<tr><th>{escape(group)}</th>"
         + "".join(f"<td>{fmt(stats.get(name))}</td>" for name, fmt in columns)
         + "</tr>"
         for group, stats in groups.items()
@@ -293,9 +350,9 @@ def _hypothesis(journal: Mapping[str, Any]) -> str:
     if not rows:
         return "<h2>Steady-state hypothesis</h2><p>No hypothesis probes ran.</p>"
     body = "".join(
-        f"<tr><td>{_e(r['probe'])}</td><td><code>{_e(r['tolerance'])}</code></td>"
-        f"<td>{_e(r['before'])}</td><td>{_e(r['during']) if r['during'] else 'n/a'}</td>"
-        f"<td>{_e(r['after'])}</td>"
+        f"<tr><td>{escape(r['probe'])}</td><td><code>{escape(r['tolerance'])}</code></td>"
+        f"<td>{escape(r['before'])}</td><td>{escape(r['during']) if r['during'] else 'n/a'}</td>"
+        f"<td>{escape(r['after'])}</td>"
         f"<td>before: {_met(r['met'].get('before'))}; after: {_met(r['met'].get('after'))}"
         + (f"; during: {_met(r['met']['during'])}" if "during" in r["met"] else "")
         + "</td></tr>"
@@ -311,8 +368,8 @@ def _findings(found: Sequence[Finding]) -> str:
     if not found:
         return "<h2>Findings</h2><p>No findings: nothing in this run calls for a change.</p>"
     body = "".join(
-        f'<tr><td class="sev-{_e(f.severity)}">{_e(f.severity)}</td><td><b>{_e(f.title)}</b>'
-        f"</td><td>{_e(f.evidence)}</td><td>{_e(f.recommendation)}</td></tr>"
+        f'<tr><td class="sev-{escape(f.severity)}">{escape(f.severity)}</td>'
+        f"<td><b>{escape(f.title)}</b></td><td>{escape(f.evidence)}</td><td>{escape(f.recommendation)}</td></tr>"
         for f in found
     )
     return (

@@ -7,6 +7,7 @@ from typing import Any
 
 from chaosmesh_istio.report import facts
 from chaosmesh_istio.report.findings import Finding
+from chaosmesh_istio.report.stats import compare_groups
 from chaosmesh_istio.verdicts import Verdict
 
 __all__ = ["build_summary", "run_id"]
@@ -19,7 +20,10 @@ def run_id(journal: Mapping[str, Any]) -> str | None:
 
 
 def build_summary(
-    journal: Mapping[str, Any], outcome: Verdict, found: Sequence[Finding]
+    journal: Mapping[str, Any],
+    outcome: Verdict,
+    found: Sequence[Finding],
+    timeseries: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The content of summary.json (JSON values only)."""
     injected = facts.injection(journal)
@@ -43,5 +47,7 @@ def build_summary(
         "end": journal.get("end"),
         "breaches": list(record.get("breaches") or []),
         "groups": facts.load_groups(journal),
+        "during_fault": facts.window_groups(journal, timeseries),
+        "comparison": compare_groups(journal, timeseries),
         "findings": [f.to_dict() for f in found],
     }

@@ -1,0 +1,46 @@
+"""Run the benchmarks and print one table: each figure, its target, and whether it is met.
+
+    python benchmarks/run.py [--only NAME ...]
+
+Exit status 0 when every target is met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import Result, render_table
+
+BENCHMARKS = ["report"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
+    args = parser.parse_args(argv)
+    chosen = args.only or BENCHMARKS
+    results: list[Result] = []
+    started = time.monotonic()
+    for name in chosen:
+        print(f"benchmark {name} ...", flush=True)
+        began = time.monotonic()
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        results.extend(module.run())
+        print(f"  done in {time.monotonic() - began:.1f} s", flush=True)
+    cpus = len(os.sched_getaffinity(0))
+    print(f"\nmachine: {platform.node()}, {cpus} CPUs, Python {platform.python_version()}")
+    print(f"total {time.monotonic() - started:.0f} s\n")
+    print(render_table(results))
+    return 0 if all(r.met for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
