@@ -77,6 +77,10 @@ def test_delay_on_a_deep_hop_follows_the_missing_timeout_for_tagged_users_only(
     check_report(tmp_path / "reports", journal, experiment_p50)
 
 
+def full_mesh_kubeconfig(journal: dict[str, Any]) -> str:
+    return str(journal["chaosmesh"]["environment"]["kubernetes"]["kubeconfig"])
+
+
 def check_report(reports: Path, journal: dict[str, Any], experiment_p50: float) -> None:
     """The control wrote the report under plain `chaos run`; its numbers are the run's."""
     run_dir = reports / "delay-it"
@@ -98,6 +102,12 @@ def check_report(reports: Path, journal: dict[str, Any], experiment_p50: float) 
     assert "fault confirmed live" in page and "gone from the data plane" in page
     assert f"{whole['control']['requests']}" in page
     assert page.count("<svg") >= 3 and "<polyline" in page
+    # The statistical comparison is the one in summary.json, shown as such.
+    latency = summary["comparison"]["latency"]
+    assert latency["significant"] is True and latency["magnitude"] == "large"
+    assert latency["effect_size"] > 0.9  # nearly every tagged request is the slower one
+    assert "Mann-Whitney U" in page and latency["interpretation"].replace("'", "&#x27;") in page
+    assert "Environment" in page and str(full_mesh_kubeconfig(journal)) in page
     suite = ET.parse(run_dir / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     failed = [c.get("name", "") for c in suite.iter("testcase") if c.find("failure") is not None]
