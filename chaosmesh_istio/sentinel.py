@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaosmesh_istio import rollback
+from chaosmesh_istio import rollback, settings
 from chaosmesh_istio.cleanup import leftovers
 from chaosmesh_istio.errors import ChaosMeshIstioError, InvalidArgument, NotFound
 from chaosmesh_istio.kube import open_virtual_services
@@ -108,7 +108,8 @@ def spawn(
         raise InvalidArgument(f"the sentinel of run {run_id!r} needs at least one target")
     if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
         raise InvalidArgument(f"grace must be a number of seconds, got {grace!r}")
-    log = log_file or Path("reports") / run_id / "sentinel.log"
+    reports = settings.setting(configuration, "chaosmesh_reports_dir", "reports")
+    log = log_file or Path(str(reports)) / run_id / "sentinel.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
