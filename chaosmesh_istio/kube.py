@@ -213,16 +213,18 @@ class VirtualServices:
         return found
 
     def update(
-        self, name: str, namespace: str, change: Change
+        self, name: str, namespace: str, change: Change, current: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply ``change`` with a resourceVersion-guarded JSON Patch; return (before, after).
 
-        On a conflict the object is read again and ``change`` computed again, at most
-        ``max_conflicts`` times.
+        ``current`` is the object as just read (e.g. listed), which saves a read: the patch's
+        resourceVersion test makes a stale copy harmless. On a conflict the object is read
+        again and ``change`` computed again, at most ``max_conflicts`` times.
         """
         ref = f"{namespace}/{name}"
+        known = copy.deepcopy(current) if current is not None else None
         for _ in range(self.max_conflicts):
-            current = self.get(name, namespace)
+            current, known = known or self.get(name, namespace), None
             wanted = change(copy.deepcopy(current))
             if wanted is None:
                 return current, current

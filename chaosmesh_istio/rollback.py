@@ -62,6 +62,7 @@ def remove_run(
                 meta["name"],
                 meta.get("namespace", namespace),
                 functools.partial(removal_change, run=run),
+                target,
             )
         except NotFound:
             continue
@@ -69,16 +70,34 @@ def remove_run(
         if gone:
             removed.append({"virtual_service": faults.vs_ref(target), "routes": list(gone)})
             logger.info("removed %s from %s", list(gone), faults.vs_ref(target))
-    verify_removed(client, targets, run)
+    if name:
+        verify_removed(client, targets, run)
+    else:
+        # One list reads every target back at once: the same check as a read per object.
+        listed = client.select(namespace, label_selector)
+        wanted = {(t["metadata"].get("namespace"), t["metadata"]["name"]) for t in targets}
+        verify_removed(
+            client,
+            [
+                o
+                for o in listed
+                if (o["metadata"].get("namespace"), o["metadata"]["name"]) in wanted
+            ],
+            run,
+            fresh=True,
+        )
     return removed
 
 
-def verify_removed(client: VirtualServices, targets: list[dict[str, Any]], run: str | None) -> None:
-    """Read every target back; raise if a route of the run (of any run when None) is left."""
+def verify_removed(
+    client: VirtualServices, targets: list[dict[str, Any]], run: str | None, fresh: bool = False
+) -> None:
+    """Read every target back (or, when `fresh`, trust `targets` as just read); raise if a
+    route of the run (of any run when None) is left."""
     for target in targets:
         meta = target["metadata"]
         try:
-            current = client.get(meta["name"], meta["namespace"])
+            current = target if fresh else client.get(meta["name"], meta["namespace"])
         except NotFound:
             continue
         left = [f["route"] for f in faults.active_runs(current) if run in (None, f["run_id"])]
