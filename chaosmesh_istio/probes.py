@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from chaosmesh_istio import faults
+from chaosmesh_istio.errors import InvalidArgument
 from chaosmesh_istio.kube import check_target, open_virtual_services
 from chaosmesh_istio.load import (
     load_latency_quantile,
@@ -26,6 +27,12 @@ from chaosmesh_istio.metrics import (
     success_rate,
 )
 from chaosmesh_istio.settings import Configuration, Secrets
+from chaosmesh_istio.timeouts import (
+    check_factor,
+    check_route_name,
+    route_timeout_ns,
+    scale_duration,
+)
 
 __all__ = [
     "active_fault_count",
@@ -40,6 +47,7 @@ __all__ = [
     "load_success_rate",
     "prometheus_query",
     "request_rate",
+    "route_timeout",
     "success_rate",
 ]
 
@@ -77,3 +85,29 @@ def active_fault_count(
     hypothesis.
     """
     return len(active_faults(virtual_service, namespace, label_selector, configuration, secrets))
+
+
+def route_timeout(
+    virtual_service: str,
+    namespace: str = "default",
+    route: str | None = None,
+    factor: float = 1.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> str:
+    """The timeout a VirtualService route declares, times `factor`, as a duration ("900ms").
+
+    Reads `http[].timeout` of the route named `route` (or of the VirtualService's only HTTP
+    route) so that timeout experiments derive their delays from the live configuration:
+    factor 0.9, 1 and 1.1 give delays just below, at and just above the timeout, for
+    example as dynamic configuration values. Rounded to the millisecond. Raises when the
+    VirtualService or route does not exist or the route declares no timeout.
+    """
+    if virtual_service is None:
+        raise InvalidArgument(
+            "route_timeout needs virtual_service, the VirtualService whose route timeout to read"
+        )
+    _, ns, _ = check_target(virtual_service, namespace, None, configuration)
+    wanted, scale = check_route_name(route), check_factor(factor)
+    vs = open_virtual_services(configuration, secrets).get(virtual_service, ns)
+    return scale_duration(route_timeout_ns(vs, wanted), scale)

@@ -20,6 +20,38 @@ def test_every_module_declares_all_and_exports_what_exists() -> None:
             assert hasattr(module, name), f"{found.name}.__all__ names missing {name!r}"
 
 
+ACTIONS = {
+    "inject_abort",
+    "inject_delay",
+    "inject_fault",
+    "remove_faults",
+    "start_load",
+    "stop_load",
+}
+PROBES = {
+    "active_fault_count",
+    "active_faults",
+    "error_rate",
+    "fault_fired",
+    "fault_injected_requests",
+    "latency_quantile",
+    "load_latency_quantile",
+    "load_request_rate",
+    "load_stats",
+    "load_success_rate",
+    "prometheus_query",
+    "request_rate",
+    "route_timeout",
+    "success_rate",
+}
+
+
+def test_the_activity_lists_are_the_published_ones() -> None:
+    # Experiments name these functions: adding, renaming or removing one is deliberate.
+    assert set(actions.__all__) == ACTIONS
+    assert set(probes.__all__) == PROBES
+
+
 def test_actions_and_probes_export_exactly_their_activities() -> None:
     for module in (actions, probes):
         defined_here = {
