@@ -252,7 +252,7 @@ def test_cli_all_namespaces_and_its_output(
         for namespace, name in (("default", a), ("team-a", b)):
             assert _read(objects, namespace, name)["spec"] == ROUTES
 
-        assert main(["cleanup", "--run-id", "Bad_Run"]) == 2
+        assert main(["cleanup", "--run-id", "Bad_Run"]) == 64
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "'Bad_Run'" in err[0]
     finally:
@@ -263,7 +263,7 @@ def test_cli_needs_exactly_one_mode(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["cleanup"], ["cleanup", "--all", "--expired"], ["cleanup", "--all", "-n"]):
         with pytest.raises(SystemExit) as stopped:
             main(argv)
-        assert stopped.value.code == 2
+        assert stopped.value.code == 64
     capsys.readouterr()
 
 
@@ -279,6 +279,6 @@ def test_cli_unreachable_api_is_one_sentence(
     )
     monkeypatch.setenv("KUBECONFIG", str(missing))
     monkeypatch.delenv("KUBERNETES_CONTEXT", raising=False)
-    assert main(["cleanup", "--all"]) == 2
+    assert main(["cleanup", "--all"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unreachable" in err[0]

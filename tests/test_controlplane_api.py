@@ -84,8 +84,8 @@ def test_discovery_documents(api: requests.Session, local_mesh: LocalMesh) -> No
     assert [r["name"] for r in core["resources"]] == ["namespaces"]
     groups = api.get(f"{url}/apis").json()
     assert groups["kind"] == "APIGroupList"
-    (group,) = groups["groups"]
-    assert group["name"] == GROUP
+    group, authorization = groups["groups"]
+    assert (group["name"], authorization["name"]) == (GROUP, "authorization.k8s.io")
     assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1", "v1alpha3"]
     assert group["preferredVersion"] == {"groupVersion": f"{GROUP}/v1", "version": "v1"}
     assert api.get(f"{url}/apis/{GROUP}").json()["name"] == GROUP

@@ -98,7 +98,7 @@ def test_port_in_use_is_one_clear_error(mesh_dir: Path, capsys: pytest.CaptureFi
         port = taken.getsockname()[1]
         code = main(["mesh", "up", "--dir", str(mesh_dir), "--port", str(port)])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     assert err.startswith("chaosmesh-istio: error: the control plane exited")
     assert "controlplane.log" in err and err.count("\n") == 1
     # Prometheus starts first: the failed start stopped it too.
@@ -131,6 +131,6 @@ def test_unusable_directory_is_one_clear_error(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    assert main(["mesh", "up", "--dir", str(blocker / "mesh")]) == 2
+    assert main(["mesh", "up", "--dir", str(blocker / "mesh")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("chaosmesh-istio: error: cannot use ") and err.count("\n") == 1

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from chaosmesh_istio.errors import MeshError
-from chaosmesh_istio.localmesh import discovery, status
+from chaosmesh_istio.localmesh import authorization, discovery, status
 from chaosmesh_istio.localmesh.handlers import Handlers
 from chaosmesh_istio.localmesh.store import Store
 from chaosmesh_istio.localmesh.switches import Switches
@@ -146,6 +146,11 @@ def create_app(store: Store, token: str) -> web.Application:
         ("/apis", _static(discovery.api_group_list)),
         (group, _group),
         (group + "/{version}", _group_version),
+        (f"/apis/{discovery.AUTHORIZATION_GROUP}", _static(discovery.authorization_group)),
+        (
+            f"/apis/{discovery.AUTHORIZATION_GROUP}/{discovery.AUTHORIZATION_VERSION}",
+            _static(discovery.authorization_resource_list),
+        ),
     ]
     # The generated Python client asks for some of these with a trailing slash ("/apis/").
     for path, handler in discovery_routes:
@@ -157,6 +162,11 @@ def create_app(store: Store, token: str) -> web.Application:
             web.get("/readyz", _health),
             web.get("/livez", _health),
             web.get("/openapi/v2", _openapi_v2),
+            web.post(
+                f"/apis/{discovery.AUTHORIZATION_GROUP}/{discovery.AUTHORIZATION_VERSION}/"
+                "selfsubjectaccessreviews",
+                authorization.create_review,
+            ),
             web.get("/api/v1/namespaces", handlers.list_namespaces),
             web.get("/api/v1/namespaces/{namespace}", handlers.get_namespace),
             web.get(group + "/{version}/{plural}", handlers.list_or_watch),

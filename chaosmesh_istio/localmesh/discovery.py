@@ -8,9 +8,12 @@ from typing import Any
 from chaosmesh_istio import __version__
 
 __all__ = [
+    "AUTHORIZATION_GROUP",
+    "AUTHORIZATION_VERSION",
     "GROUP",
     "PREFERRED_VERSION",
     "RESOURCES",
+    "RESOURCE_VERBS",
     "VERSIONS",
     "Column",
     "Resource",
@@ -18,6 +21,8 @@ __all__ = [
     "api_group_list",
     "api_resource_list",
     "api_versions",
+    "authorization_group",
+    "authorization_resource_list",
     "core_resource_list",
     "openapi_v2",
     "version_info",
@@ -27,8 +32,11 @@ GROUP = "networking.istio.io"
 # Istio serves all three with one schema and one storage version.
 VERSIONS = ("v1", "v1beta1", "v1alpha3")
 PREFERRED_VERSION = "v1"
+# Served for SelfSubjectAccessReviews (``kubectl auth can-i``, permission checks).
+AUTHORIZATION_GROUP = "authorization.k8s.io"
+AUTHORIZATION_VERSION = "v1"
 
-_VERBS = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]
+RESOURCE_VERBS = ("delete", "deletecollection", "get", "list", "patch", "create", "update", "watch")
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class Resource:
             "singularName": self.singular,
             "namespaced": True,
             "kind": self.kind,
-            "verbs": _VERBS,
+            "verbs": list(RESOURCE_VERBS),
             "shortNames": list(self.short_names),
             "categories": ["istio-io", "networking-istio-io"],
         }
@@ -172,11 +180,27 @@ def api_group() -> dict[str, Any]:
     }
 
 
+def authorization_group() -> dict[str, Any]:
+    """The APIGroup of ``authorization.k8s.io`` (only v1, only SelfSubjectAccessReviews)."""
+    version = {
+        "groupVersion": f"{AUTHORIZATION_GROUP}/{AUTHORIZATION_VERSION}",
+        "version": AUTHORIZATION_VERSION,
+    }
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": AUTHORIZATION_GROUP,
+        "versions": [version],
+        "preferredVersion": version,
+    }
+
+
 def api_group_list() -> dict[str, Any]:
     """The ``/apis`` document."""
-    group = api_group()
-    del group["kind"], group["apiVersion"]
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}
+    groups = [api_group(), authorization_group()]
+    for group in groups:
+        del group["kind"], group["apiVersion"]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
 def api_resource_list(version: str) -> dict[str, Any]:
@@ -186,6 +210,24 @@ def api_resource_list(version: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "groupVersion": f"{GROUP}/{version}",
         "resources": [r.api_resource() for r in RESOURCES.values()],
+    }
+
+
+def authorization_resource_list() -> dict[str, Any]:
+    """The ``/apis/authorization.k8s.io/v1`` document."""
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{AUTHORIZATION_GROUP}/{AUTHORIZATION_VERSION}",
+        "resources": [
+            {
+                "name": "selfsubjectaccessreviews",
+                "singularName": "selfsubjectaccessreview",
+                "namespaced": False,
+                "kind": "SelfSubjectAccessReview",
+                "verbs": ["create"],
+            }
+        ],
     }
 
 
