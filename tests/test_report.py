@@ -317,3 +317,26 @@ def test_a_journal_without_load_or_injection_still_renders(tmp_path: Path) -> No
     summary = json.loads(paths["summary"].read_text())
     assert summary["groups"] == {} and summary["findings"] == []
     assert "(nothing was injected)" in paths["html"].read_text()
+
+
+def _delay_findings(share: float, experiment: dict[str, float]) -> set[str]:
+    fault = {"delay": {"fixedDelay": "1s", "percentage": {"value": share}}}
+    control = {"p50": 10.0, "p95": 20.0, "p99": 30.0}
+    journal = _journal(fault, _groups(exp_p50=10, exp_errors=0))
+    found = findings(journal, groups={"control": control, "experiment": experiment})
+    return {f.id for f in found}
+
+
+def test_latency_findings_read_the_quantile_that_falls_among_delayed_requests() -> None:
+    # 30% delayed: p50 is an undelayed request; p95 is a delayed one.
+    assert _delay_findings(30, {"p50": 12, "p95": 1010, "p99": 1020}) == {"caller-no-timeout"}
+    assert _delay_findings(30, {"p50": 12, "p95": 400, "p99": 410}) == {"caller-timeout-works"}
+    assert _delay_findings(100, {"p50": 1005, "p95": 1010, "p99": 1020}) == {"caller-no-timeout"}
+    # 1% delayed: too few to judge from any published quantile.
+    assert _delay_findings(1, {"p50": 12, "p95": 20, "p99": 25}) == set()
+
+
+def test_retries_that_multiply_the_delay_are_not_mistaken_for_a_missing_timeout() -> None:
+    # Three tries of 0.5 s each against a 0.9 s delay: 1.5 s for the users.
+    found = _delay_findings(100, {"p50": 1500, "p95": 1510, "p99": 1520})
+    assert found == {"latency-amplified"}

@@ -64,34 +64,57 @@ def _num(stats: Mapping[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def _delayed_quantile(share: float | None) -> str | None:
+    """The latency quantile that falls among the delayed requests when `share`% are delayed."""
+    if share is None or share >= 90:
+        return "p50"
+    if share >= 10:
+        return "p95"
+    return "p99" if share >= 2 else None
+
+
 def _no_timeout(
     fault: Mapping[str, Any] | None, control: Mapping[str, Any], experiment: Mapping[str, Any]
 ) -> list[Finding]:
     delay = facts.delay_ms(fault)
-    exp_p50, ctl_p50 = _num(experiment, "p50"), _num(control, "p50")
-    if delay is None or delay <= 0 or exp_p50 is None:
+    key = _delayed_quantile(facts.percentage(fault, "delay"))
+    if delay is None or delay <= 0 or key is None:
         return []
-    control_fast = ctl_p50 is None or ctl_p50 < 0.5 * delay
-    if exp_p50 >= 0.9 * delay and control_fast:
+    exp_q, ctl_q = _num(experiment, key), _num(control, key)
+    if exp_q is None:
+        return []
+    control_fast = ctl_q is None or ctl_q < 0.5 * delay
+    measured = f"injected delay {delay:g} ms; experiment {key} {exp_q:g} ms"
+    if exp_q > 1.2 * delay + 50 and control_fast:
+        return [
+            Finding(
+                "latency-amplified",
+                "Latency under the fault exceeded the injected delay: retries multiplied it",
+                "high",
+                f"{measured} ({exp_q / delay:.1f}x the delay); control {key} {_fmt(ctl_q)} ms",
+                "bound the total time of a call, not only each try: an overall deadline below"
+                " the users' budget, fewer retries, and per-try timeouts whose sum fits it",
+            )
+        ]
+    if exp_q >= 0.9 * delay and control_fast:
         return [
             Finding(
                 "caller-no-timeout",
                 "The caller has no timeout: the injected delay reaches its users",
                 "high",
-                f"injected delay {delay:g} ms; experiment p50 {exp_p50:g} ms"
-                f" ({exp_p50 / delay:.0%} of the delay); control p50 {_fmt(ctl_p50)} ms",
+                f"{measured} ({exp_q / delay:.0%} of the delay); control {key} {_fmt(ctl_q)} ms",
                 "set a timeout on the caller's route or client below the users' latency budget"
                 " (VirtualService http[].timeout or the client library's timeout), with a"
                 " fallback for when it fires",
             )
         ]
-    if exp_p50 < 0.5 * delay:
+    if exp_q < 0.8 * delay:
         return [
             Finding(
                 "caller-timeout-works",
-                "The caller cuts the injected delay short",
+                "A timeout on the path cuts the injected delay short",
                 "info",
-                f"injected delay {delay:g} ms; experiment p50 {exp_p50:g} ms",
+                measured,
                 "none: keep the timeout; check that what callers return on timeout is useful",
             )
         ]
@@ -141,7 +164,7 @@ def _route_policy_disabled(injected: Mapping[str, Any]) -> list[Finding]:
     policies = sorted(set(_ADDED_POLICY.findall(str(injected.get("diff") or ""))))
     if not policies or not injected.get("fault"):
         return []
-    routes = ", ".join(str(r) for r in injected.get("routes") or []) or "?"
+    routes = ", ".join(sorted({str(r) for r in injected.get("routes") or []})) or "?"
     what = " and ".join(policies)
     return [
         Finding(
