@@ -32,6 +32,7 @@ interrupt the run as Chaos Toolkit itself would; further signals cannot cut it s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -44,16 +45,16 @@ from types import FrameType
 from typing import Any
 
 from chaoslib import substitute
-from chaoslib.activity import run_activity
 from chaoslib.exceptions import InterruptExecution, InvalidActivity
-from chaoslib.hypothesis import within_tolerance
 
 from chaosmesh_istio import ledger, liveness, rollback, settings
-from chaosmesh_istio.errors import Inconclusive, InvalidArgument, LoadError, MeshError
+from chaosmesh_istio.control_options import ControlOptions, control_options
+from chaosmesh_istio.errors import InvalidArgument, MeshError
 from chaosmesh_istio.load import stop_load
 from chaosmesh_istio.report import report_run
 from chaosmesh_istio.report.environment import collect_environment
 from chaosmesh_istio.report.index import write_index
+from chaosmesh_istio.safeguards import Safeguards
 from chaosmesh_istio.settings import Configuration, Secrets
 
 __all__ = [
@@ -73,51 +74,6 @@ logger = logging.getLogger("chaostoolkit").getChild("chaosmesh_istio.controls")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _REMOVAL_ATTEMPTS = 3
-_ARGUMENTS = ("safeguards", "interval", "namespaces", "preflight", "report", "reports_dir")
-Handler = Callable[[int, FrameType | None], Any] | int | None
-
-
-@dataclass(frozen=True)
-class _Options:
-    safeguards: list[dict[str, Any]]
-    interval: float
-    namespaces: list[str]
-    preflight: bool
-    report: bool
-    reports_dir: str | None
-
-
-def _options(arguments: Mapping[str, Any]) -> _Options:
-    unknown = sorted(set(arguments) - set(_ARGUMENTS))
-    if unknown:
-        raise InvalidArgument(
-            f"unknown argument(s) {unknown!r} for the chaosmesh control; it takes "
-            f"{', '.join(_ARGUMENTS)}"
-        )
-    guards = arguments.get("safeguards") or []
-    if not isinstance(guards, list) or not all(isinstance(g, dict) for g in guards):
-        raise InvalidArgument(f"safeguards must be a list of probe activities, got {guards!r}")
-    for guard in guards:
-        if guard.get("type") != "probe" or "provider" not in guard or "tolerance" not in guard:
-            raise InvalidArgument(
-                f"safeguard {guard.get('name')!r} must be a probe with a provider and a tolerance"
-            )
-    interval = arguments.get("interval", 1.0)
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-        raise InvalidArgument(f"interval must be a positive number of seconds, got {interval!r}")
-    namespaces = arguments.get("namespaces") or []
-    if not isinstance(namespaces, list) or not all(isinstance(n, str) for n in namespaces):
-        raise InvalidArgument(f"namespaces must be a list of namespace names, got {namespaces!r}")
-    preflight = arguments.get("preflight", True)
-    if not isinstance(preflight, bool):
-        raise InvalidArgument(f"preflight must be true or false, got {preflight!r}")
-    report = arguments.get("report", True)
-    if not isinstance(report, bool):
-        raise InvalidArgument(f"report must be true or false, got {report!r}")
-    reports_dir = arguments.get("reports_dir")
-    if reports_dir is not None and (not isinstance(reports_dir, str) or not reports_dir):
-        raise InvalidArgument(f"reports_dir must be a directory path, got {reports_dir!r}")
-    return _Options(guards, float(interval), namespaces, preflight, report, reports_dir)
 
 
 @dataclass
@@ -125,7 +81,7 @@ class _Run:
     """What the control knows about the experiment in progress."""
 
     experiment: Mapping[str, Any]
-    options: _Options
+    options: ControlOptions
     configuration: Configuration
     secrets: Secrets
     run_id: str
@@ -138,10 +94,11 @@ class _Run:
     injected: set[ledger.Entry] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     helpers: list[threading.Thread] = field(default_factory=list)
-    guard: _Guard | None = None
+    guard: Safeguards | None = None
     record: dict[str, Any] | None = None
 
 
+Handler = Callable[[int, FrameType | None], Any] | int | None
 _STATE: _Run | None = None
 _PREVIOUS: dict[int, Handler] = {}
 
@@ -149,7 +106,7 @@ _PREVIOUS: dict[int, Handler] = {}
 def validate_control(control: Mapping[str, Any]) -> None:
     """Check the control's arguments when Chaos Toolkit validates the experiment."""
     try:
-        _options((control.get("provider") or {}).get("arguments") or {})
+        control_options((control.get("provider") or {}).get("arguments") or {})
     except InvalidArgument as exc:
         raise InvalidActivity(str(exc)) from None
 
@@ -177,7 +134,7 @@ def before_experiment_control(
     if _STATE is not None and _STATE.phase != "done" and _STATE.experiment is context:
         return  # declared twice (settings and experiment): one control is enough
     try:
-        options = _options(arguments)
+        options = control_options(arguments)
     except InvalidArgument as exc:
         raise InterruptExecution(f"the chaosmesh control cannot run: {exc}") from None
     _STATE = _Run(context, options, configuration, secrets, settings.run_id(configuration))
@@ -211,7 +168,10 @@ def before_method_control(context: Mapping[str, Any], **arguments: Any) -> None:
     if run.phase == "before":
         run.phase = "method"
         if run.options.safeguards:
-            run.guard = _Guard(run)
+            run.guard = Safeguards(
+                run.options.safeguards, run.options.interval, run.configuration, run.secrets,
+                run.run_id, on_breach=functools.partial(_breached, run),
+            )  # fmt: skip
             run.guard.start()
 
 
@@ -401,53 +361,6 @@ def _remove_one(run: _Run, rid: str, namespace: str, required: bool) -> str | No
     return f"namespace {namespace!r}, run {rid!r}: {last}"
 
 
-class _Guard(threading.Thread):
-    """Polls the safeguards while the method runs."""
-
-    def __init__(self, run: _Run) -> None:
-        super().__init__(name=f"safeguards-{run.run_id}", daemon=True)
-        self.run_state = run
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        run = self.run_state
-        while not self.stopping.is_set():
-            for probe in run.options.safeguards:
-                breach = _check(probe, run)
-                if breach is not None and not self.stopping.is_set():
-                    _breached(run, breach)
-                    return
-            self.stopping.wait(run.options.interval)
-
-
-def _no_data(exc: BaseException) -> bool:
-    """Whether a probe failed for lack of data (chaoslib wraps our exceptions)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, Inconclusive | LoadError) or any(
-            name in str(seen) for name in ("Inconclusive", "LoadError")
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _check(probe: Mapping[str, Any], run: _Run) -> dict[str, Any] | None:
-    name = probe.get("name", "safeguard")
-    try:
-        value = run_activity(dict(probe), run.configuration, run.secrets)
-        ok = within_tolerance(probe["tolerance"], value, run.configuration, run.secrets)
-    except Exception as exc:
-        if _no_data(exc) and not ledger.entries(run.run_id):
-            # Nothing is injected yet (the load may still be starting): nothing to guard.
-            return None
-        value, ok = f"error: {exc}", False
-    if ok:
-        return None
-    now = dt.datetime.now(dt.UTC).isoformat()
-    return {"probe": name, "value": value, "tolerance": probe["tolerance"], "time": now}
-
-
 def _breached(run: _Run, breach: dict[str, Any]) -> None:
     logger.error(
         "safeguard %r breached (value %r, tolerance %r): removing the faults and halting the run",
@@ -466,10 +379,8 @@ def _breached(run: _Run, breach: dict[str, Any]) -> None:
 
 
 def _stop_guard(run: _Run) -> None:
-    guard = run.guard
-    if guard is not None and guard is not threading.current_thread():
-        guard.stopping.set()
-        guard.join()
+    if run.guard is not None:
+        run.guard.stop()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

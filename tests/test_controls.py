@@ -12,6 +12,7 @@ from chaoslib.experiment import run_experiment
 from kubernetes import client, config
 
 from chaosmesh_istio import controls, ledger
+from chaosmesh_istio.control_options import control_options
 from chaosmesh_istio.errors import InvalidArgument
 
 
@@ -43,6 +44,8 @@ GUARD = {
         {"safeguards": [{"type": "probe", "name": "no-tolerance", "provider": {}}]},
         {"namespaces": "default"},
         {"preflight": "yes"},
+        {"report": "yes"},
+        {"reports_dir": ""},
         {"typo": 1},
     ],
 )
@@ -50,12 +53,12 @@ def test_invalid_arguments_are_refused_at_validation(arguments: dict[str, Any]) 
     with pytest.raises(InvalidActivity):
         controls.validate_control(control(**arguments))
     with pytest.raises(InvalidArgument):
-        controls._options(arguments)
+        control_options(arguments)
 
 
 def test_valid_arguments() -> None:
     controls.validate_control(control(safeguards=[GUARD], interval=0.5, namespaces=["a"]))
-    options = controls._options({"safeguards": [GUARD]})
+    options = control_options({"safeguards": [GUARD]})
     assert (options.interval, options.preflight, options.namespaces) == (1.0, True, [])
 
 
