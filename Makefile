@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/chaosmesh-istio demo
 
 bench: install
+	./scripts/system-deps.sh bench
 	$(BIN)/python benchmarks/run.py
 
 clean:

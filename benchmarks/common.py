@@ -6,11 +6,13 @@ compared with, side by side in the same run; never a number from another run.
 
 from __future__ import annotations
 
+import re
 import statistics
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Result", "percentile", "render_table"]
+__all__ = ["Result", "percentile", "render_table", "wrk"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +46,16 @@ def render_table(results: Sequence[Result]) -> str:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def wrk(url: str, seconds: int = 5, connections: int = 32, host: str | None = None) -> float:
+    """Requests per second `wrk` (Debian) achieves against `url` (2 threads, kept alive)."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url]
+    if host:
+        command[1:1] = ["-H", f"Host: {host}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if found is None or errors is not None:
+        raise RuntimeError(f"wrk against {url} failed: {done.stdout}{done.stderr}")
+    return float(found.group(1))

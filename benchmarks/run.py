@@ -8,6 +8,7 @@ Exit status 0 when every target is met, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
@@ -18,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import Result, render_table
+from benchmarks.mesh import local_mesh
 
-BENCHMARKS = ["report"]
+BENCHMARKS = ["faults", "safeguard", "dataplane", "fidelity", "load", "scale", "report"]
+NEEDS_MESH = set(BENCHMARKS) - {"report"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or BENCHMARKS
     results: list[Result] = []
     started = time.monotonic()
-    for name in chosen:
-        print(f"benchmark {name} ...", flush=True)
-        began = time.monotonic()
-        module = importlib.import_module(f"benchmarks.bench_{name}")
-        results.extend(module.run())
-        print(f"  done in {time.monotonic() - began:.1f} s", flush=True)
+    with contextlib.ExitStack() as stack:
+        mesh = None
+        if NEEDS_MESH & set(chosen):
+            print("starting the local mesh ...", flush=True)
+            mesh = stack.enter_context(local_mesh())
+        for name in chosen:
+            print(f"benchmark {name} ...", flush=True)
+            began = time.monotonic()
+            module = importlib.import_module(f"benchmarks.bench_{name}")
+            found = module.run(mesh)
+            results.extend(found)
+            for result in found:
+                print(f"  {result.name}: {result.measured} ({'met' if result.met else 'MISSED'})")
+            print(f"  done in {time.monotonic() - began:.1f} s", flush=True)
     cpus = len(os.sched_getaffinity(0))
     print(f"\nmachine: {platform.node()}, {cpus} CPUs, Python {platform.python_version()}")
     print(f"total {time.monotonic() - started:.0f} s\n")

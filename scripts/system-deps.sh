@@ -4,6 +4,9 @@
 #   openssl     makes the local control plane's TLS certificates
 #   prometheus  the local mesh's metrics server
 #   chromium    renders report.html headless in tests (no script runs, charts show)
+# With "bench", also what `make bench` compares against:
+#   wrk         an HTTP load generator in C (Locust vs wrk, proxy throughput)
+#   nginx       a reverse proxy to compare the data plane's throughput with
 set -euo pipefail
 
 missing=()
@@ -11,6 +14,10 @@ command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${1:-}" = "bench" ]; then
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
