@@ -44,8 +44,7 @@ def run(mesh: BenchMesh) -> list[Result]:
     with requests.Session() as session:
 
         def status(run_id: str) -> int:
-            headers = {"Host": "ratings", "x-chaos-run": run_id}
-            return session.get(mesh.proxied_url, headers=headers, timeout=5).status_code
+            return mesh.tagged_status(session, run_id)
 
         for n in range(ROUNDS):
             run_id = f"bench-guard-{n}"

@@ -43,6 +43,11 @@ class BenchMesh:
     def direct_url(self) -> str:
         return self.direct + PATH
 
+    def tagged_status(self, session: requests.Session, run_id: str) -> int:
+        """The status of one request on the hop carrying the run's scope header."""
+        headers = {"Host": "ratings", "x-chaos-run": run_id}
+        return session.get(self.proxied_url, headers=headers, timeout=5).status_code
+
     def config(self, run_id: str, **extra: object) -> dict[str, object]:
         """An activity configuration for one measured run (no sentinel process)."""
         return {"chaosmesh_run_id": run_id, "chaosmesh_sentinel": False, **extra}
