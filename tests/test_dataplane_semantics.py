@@ -579,6 +579,53 @@ def test_delay_is_accurate(dp: DataPlane) -> None:
     assert dp.count(chaos_group="t-di", response_flags="DI", reporter="source") == 3
 
 
+def _give_up(dp: DataPlane, group: str, after: float, host: str = "reviews") -> None:
+    """A caller whose own timeout fires before the answer comes."""
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        dp.client.get(
+            dp.url("frontend") + "/",
+            headers={"Host": host, "x-chaos-group": group},
+            timeout=(5, after),
+        )
+
+
+def _count_soon(dp: DataPlane, within: float, **labels: str) -> float:
+    deadline = time.monotonic() + within
+    while (found := dp.count(**labels)) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def test_caller_giving_up_during_a_delay_is_reported_at_once_as_di_dc(dp: DataPlane) -> None:
+    # Envoy reports a downstream disconnect when it happens: code 0 and DC next to DI.
+    # The delay is 3 s; the report must come long before the delay would have ended.
+    _fault_vs(dp, {"delay": {"fixedDelay": "3s", "percentage": {"value": 100}}})
+    start = time.monotonic()
+    _give_up(dp, "t-didc", after=0.2)
+    labels = {"chaos_group": "t-didc", "reporter": "source"}
+    assert _count_soon(dp, 1.0, response_flags="DI,DC", response_code="0", **labels) == 1
+    assert time.monotonic() - start < 2.0
+    # Nothing was forwarded and nothing else was reported for it.
+    time.sleep(0.2)
+    assert dp.count(**labels) == 1
+    assert dp.count(chaos_group="t-didc", reporter="destination") == 0
+
+
+def test_caller_giving_up_on_a_slow_upstream_is_dc_on_both_sides(
+    dp: DataPlane, farm: EchoFarm
+) -> None:
+    _flaky_vs(dp)
+    farm["flaky-v1"].delay = 2.0
+    _give_up(dp, "t-dc", after=0.2, host="flaky")
+    source = _count_soon(
+        dp, 1.0, chaos_group="t-dc", reporter="source", response_code="0", response_flags="DC"
+    )
+    destination = _count_soon(
+        dp, 1.0, chaos_group="t-dc", reporter="destination", response_code="0", response_flags="DC"
+    )
+    assert (source, destination) == (1, 1)
+
+
 def test_abort_status_body_and_fi_flag(dp: DataPlane) -> None:
     _fault_vs(dp, {"abort": {"httpStatus": 503, "percentage": {"value": 100}}})
     answer = dp.get("/", "reviews", headers={"x-chaos-group": "t-fi"})

@@ -68,7 +68,7 @@ async def serve(config: DataPlaneConfig, stop: asyncio.Event) -> None:
             for item in config.listeners:
                 listener = Listener(item, watcher, telemetry, session, config.group_header)
                 runner: web.BaseRunner = web.ServerRunner(
-                    web.Server(listener.handle, access_log=None)
+                    web.Server(listener.handle, access_log=None, handler_cancellation=True)
                 )
                 runners.append(runner)
                 urls[item.name] = await _start(runner, item.port)

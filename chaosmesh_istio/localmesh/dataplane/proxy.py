@@ -3,6 +3,10 @@ match a route, redirect or answer directly, inject faults, edit headers and the 
 then forward (see :mod:`.upstream`) and report ``reporter="source"`` metrics.
 
 The request body is read once: retries and mirrors need it again.
+
+A caller that goes away before the answer (its own timeout fired during an injected
+delay, say) cancels the handler; the request is reported then, as Envoy does, with
+response code 0 and the ``DC`` flag next to the flags gathered so far.
 """
 
 from __future__ import annotations
@@ -89,7 +93,20 @@ class Listener:
             reply, labels = local_reply(404, b""), UNKNOWN_DESTINATION
             flags.append("NR")
         else:
-            reply, labels = await self._route(request, entry, authority, group, flags)
+            target = [service_key(entry.service)]
+            try:
+                reply, labels = await self._route(request, entry, authority, group, flags, target)
+            except asyncio.CancelledError:
+                self._telemetry.record(
+                    "source",
+                    self._source,
+                    target[0],
+                    0,
+                    join_flags([*flags, "DC"]),
+                    group,
+                    (time.perf_counter() - start) * 1000.0,
+                )
+                raise
         self._telemetry.record(
             "source",
             self._source,
@@ -108,7 +125,9 @@ class Listener:
         authority: str,
         group: str,
         flags: list[str],
+        target: list[tuple[str, ...]],
     ) -> tuple[Reply, tuple[str, ...]]:
+        """Route and forward; ``target[0]`` is kept on the destination chosen so far."""
         matched: Request | None = None
         if entry.trivial:
             index: int | None = 0
@@ -144,6 +163,7 @@ class Listener:
             flags.append("NR")
             return local_reply(404, b""), fallback
         cluster = destination.cluster
+        target[0] = cluster.labels
         fault = route.fault
         if fault is not None:
             if fault.delay and (

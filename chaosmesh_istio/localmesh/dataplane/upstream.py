@@ -207,6 +207,10 @@ class Upstream:
             # The destination saw the request and then the caller going away.
             self._report_destination(endpoint, 0, "DC", group, start)
             return _Failure.PER_TRY_TIMEOUT
+        except asyncio.CancelledError:
+            # Our own caller went away (or we are shutting down): so did this attempt.
+            self._report_destination(endpoint, 0, "DC", group, start)
+            raise
         elapsed = self._report_destination(endpoint, reply.status, "-", group, start)
         reply.headers["x-envoy-upstream-service-time"] = str(int(elapsed))
         return reply
