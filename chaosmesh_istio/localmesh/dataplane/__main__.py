@@ -14,12 +14,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-import aiohttp
 from aiohttp import web
 
 from chaosmesh_istio.errors import MeshError
 from chaosmesh_istio.localmesh.dataplane.admin import create_admin_app
 from chaosmesh_istio.localmesh.dataplane.config import DataPlaneConfig, load_config
+from chaosmesh_istio.localmesh.dataplane.http1 import Http1Pool
 from chaosmesh_istio.localmesh.dataplane.proxy import Listener
 from chaosmesh_istio.localmesh.dataplane.telemetry import Telemetry
 from chaosmesh_istio.localmesh.dataplane.xds import ConfigWatcher
@@ -30,21 +30,7 @@ __all__ = ["main", "serve"]
 logger = logging.getLogger("chaostoolkit").getChild("localmesh.dataplane")
 
 _LISTEN_HOST = "127.0.0.1"
-_UPSTREAM_POOL = 4096
 _CONNECT_TIMEOUT = 10.0  # Istio's default cluster connect timeout
-
-
-def _upstream_session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=_UPSTREAM_POOL, limit_per_host=0, keepalive_timeout=60.0
-        ),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT),
-        # A proxy forwards bytes as they are: no cookies kept, no headers invented.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-    )
 
 
 async def _start(runner: web.BaseRunner, port: int) -> str:
@@ -63,10 +49,11 @@ async def serve(config: DataPlaneConfig, stop: asyncio.Event) -> None:
     runners: list[web.BaseRunner] = []
     listeners: list[Listener] = []
     try:
-        async with _upstream_session() as session:
+        pool = Http1Pool(_CONNECT_TIMEOUT)
+        try:
             urls: dict[str, str] = {}
             for item in config.listeners:
-                listener = Listener(item, watcher, telemetry, session, config.group_header)
+                listener = Listener(item, watcher, telemetry, pool, config.group_header)
                 runner: web.BaseRunner = web.ServerRunner(
                     web.Server(listener.handle, access_log=None, handler_cancellation=True)
                 )
@@ -98,6 +85,8 @@ async def serve(config: DataPlaneConfig, stop: asyncio.Event) -> None:
                 listener.close()
             for runner in reversed(runners):
                 await runner.cleanup()
+        finally:
+            pool.close()
     finally:
         watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):

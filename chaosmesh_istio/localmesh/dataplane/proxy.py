@@ -17,11 +17,11 @@ import time
 import uuid
 from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from chaosmesh_istio.localmesh.dataplane.config import ListenerConfig
+from chaosmesh_istio.localmesh.dataplane.http1 import Http1Pool
 from chaosmesh_istio.localmesh.dataplane.rewrite import (
     apply_headers,
     redirect_location,
@@ -69,7 +69,7 @@ class Listener:
         config: ListenerConfig,
         xds: SnapshotSource,
         telemetry: Telemetry,
-        session: aiohttp.ClientSession,
+        pool: Http1Pool,
         group_header: str,
     ) -> None:
         self.config = config
@@ -78,7 +78,7 @@ class Listener:
         self._telemetry = telemetry
         self._group_header = group_header
         self._source = source_key(config)
-        self._upstream = Upstream(session, telemetry, self._source)
+        self._upstream = Upstream(pool, telemetry, self._source)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Serve one downstream request."""

@@ -83,10 +83,11 @@ class HeaderOps:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One upstream instance with its precomputed metric labels."""
+    """One upstream instance (``host:port``) with its precomputed metric labels."""
 
     address: str
-    base_url: str
+    host: str
+    port: int
     labels: tuple[str, ...]
 
 
@@ -237,9 +238,7 @@ class RouteCompiler:
             if labels is None:
                 return Cluster(service, (), "NC")
             instances = service.select(labels)
-        endpoints = tuple(
-            Endpoint(i.address, f"http://{i.address}", instance_key(service, i)) for i in instances
-        )
+        endpoints = tuple(_endpoint(i.address, instance_key(service, i)) for i in instances)
         return Cluster(service, endpoints, "" if endpoints else "UH")
 
     def destination(self, spec: Mapping[str, Any], namespace: str) -> Destination:
@@ -336,3 +335,8 @@ class RouteCompiler:
             DEFAULT_RETRY,
             None,
         )
+
+
+def _endpoint(address: str, labels: tuple[str, ...]) -> Endpoint:
+    host, _, port = address.rpartition(":")  # checked as host:port when the config loaded
+    return Endpoint(address, host.strip("[]"), int(port), labels)

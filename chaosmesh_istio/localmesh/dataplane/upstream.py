@@ -15,10 +15,9 @@ import random
 import time
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
 
+from chaosmesh_istio.localmesh.dataplane.http1 import ConnectFailed, Http1Pool, UpstreamReset
 from chaosmesh_istio.localmesh.dataplane.routes import Cluster, Endpoint, RetryPolicy, Route
 from chaosmesh_istio.localmesh.dataplane.telemetry import Telemetry
 
@@ -121,10 +120,8 @@ def _shadow_host(authority: str) -> str:
 class Upstream:
     """Sends requests to the endpoints of clusters for one listener (one source workload)."""
 
-    def __init__(
-        self, session: aiohttp.ClientSession, telemetry: Telemetry, source: tuple[str, ...]
-    ) -> None:
-        self._session = session
+    def __init__(self, pool: Http1Pool, telemetry: Telemetry, source: tuple[str, ...]) -> None:
+        self._pool = pool
         self._telemetry = telemetry
         self._source = source
         self._background: set[asyncio.Task[None]] = set()
@@ -191,17 +188,14 @@ class Upstream:
     ) -> _Outcome:
         """One try; an answer is also reported as the destination's sidecar would."""
         start = time.perf_counter()
-        url = URL(endpoint.base_url + path, encoded=True)
         try:
             async with asyncio.timeout(per_try):
-                async with self._session.request(
-                    method, url, headers=headers, data=body or None, allow_redirects=False
-                ) as response:
-                    payload = await response.read()
-                    reply = Reply(response.status, _copy_headers(response.headers), payload)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+                status, answer, payload = await self._pool.request(
+                    endpoint.host, endpoint.port, method, path, headers, body
+                )
+        except ConnectFailed:
             return _Failure.CONNECT
-        except aiohttp.ClientError:
+        except UpstreamReset:
             return _Failure.RESET
         except TimeoutError:
             # The destination saw the request and then the caller going away.
@@ -211,7 +205,8 @@ class Upstream:
             # Our own caller went away (or we are shutting down): so did this attempt.
             self._report_destination(endpoint, 0, "DC", group, start)
             raise
-        elapsed = self._report_destination(endpoint, reply.status, "-", group, start)
+        reply = Reply(status, _strip_hop_by_hop(answer), payload)
+        elapsed = self._report_destination(endpoint, status, "-", group, start)
         reply.headers["x-envoy-upstream-service-time"] = str(int(elapsed))
         return reply
 
@@ -252,15 +247,13 @@ class Upstream:
         group: str,
     ) -> None:
         start = time.perf_counter()
-        url = URL(endpoint.base_url + path, encoded=True)
         try:
             async with asyncio.timeout(_MIRROR_TIMEOUT):
-                async with self._session.request(
-                    method, url, headers=headers, data=body or None, allow_redirects=False
-                ) as response:
-                    await response.read()
-                    self._report_destination(endpoint, response.status, "-", group, start)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                status, _, _ = await self._pool.request(
+                    endpoint.host, endpoint.port, method, path, headers, body
+                )
+            self._report_destination(endpoint, status, "-", group, start)
+        except (OSError, TimeoutError) as exc:
             logger.debug("mirror to %s failed: %r", endpoint.address, exc)
 
     def close(self) -> None:
@@ -269,8 +262,7 @@ class Upstream:
             task.cancel()
 
 
-def _copy_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    copied = headers.copy()
+def _strip_hop_by_hop(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     for name in HOP_BY_HOP:
-        copied.popall(name, None)
-    return copied
+        headers.popall(name, None)
+    return headers
