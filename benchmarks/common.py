@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Result", "percentile", "render_table", "wrk"]
+__all__ = ["Result", "parse_wrk", "percentile", "render_table", "wrk"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,20 @@ def wrk(url: str, seconds: int = 5, connections: int = 32, host: str | None = No
     if host:
         command[1:1] = ["-H", f"Host: {host}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    if found is None or errors is not None:
-        raise RuntimeError(f"wrk against {url} failed: {done.stdout}{done.stderr}")
+    try:
+        return parse_wrk(done.stdout)
+    except ValueError as exc:
+        raise RuntimeError(f"wrk against {url}: {exc}\n{done.stdout}{done.stderr}") from exc
+
+
+def parse_wrk(output: str) -> float:
+    """Requests per second from wrk's report; ValueError if any answer failed or none came."""
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if found is None:
+        raise ValueError("no Requests/sec line in the output")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors is not None:
+        raise ValueError(f"{errors.group(1)} answers were not 2xx/3xx")
+    if re.search(r"Socket errors:", output):
+        raise ValueError("socket errors during the run")
     return float(found.group(1))
