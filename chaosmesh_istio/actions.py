@@ -14,7 +14,7 @@ import yaml
 
 from chaosmesh_istio import faults, ledger, liveness, rollback, sentinel, settings
 from chaosmesh_istio.errors import InvalidArgument, MeshError
-from chaosmesh_istio.kube import VirtualServices, check_target, open_virtual_services
+from chaosmesh_istio.kube import Update, VirtualServices, check_target, open_virtual_services
 from chaosmesh_istio.load import start_load, stop_load
 from chaosmesh_istio.scoping import Scope, make_scope
 from chaosmesh_istio.settings import Configuration, Secrets, expiry, owner
@@ -78,14 +78,19 @@ def _sentinel_settings(configuration: Configuration) -> float | None:
 
 
 def _rollback_partial(vs: VirtualServices, written: list[tuple[str, str, list[str]]]) -> None:
-    """Undo the VirtualServices already written when a later one of the same call failed."""
-    for name, namespace, names in written:
-        try:
-            vs.update(
-                name, namespace, functools.partial(rollback.removal_change, run=None, names=names)
+    """Undo the VirtualServices already written when another one of the same call failed."""
+    undo = rollback.removal_change
+    outcomes = vs.update_many(
+        [
+            (name, namespace, functools.partial(undo, run=None, names=names), None)
+            for name, namespace, names in written
+        ]
+    )
+    for (name, namespace, _), outcome in zip(written, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            logger.error(
+                "could not undo the fault in virtual service %s/%s: %s", namespace, name, outcome
             )
-        except Exception:
-            logger.exception("could not undo the fault in virtual service %s/%s", namespace, name)
 
 
 def inject_fault(
@@ -155,7 +160,7 @@ def inject_fault(
             configuration,
             secrets,
         )
-    written: list[tuple[str, str, list[str]]] = []
+    updates: list[Update] = []
     for target, plan in zip(targets, planned, strict=True):
         meta = target["metadata"]
         names = [f.name for f in plan.faulted]
@@ -166,23 +171,30 @@ def inject_fault(
                 return None  # an earlier attempt whose answer was lost already wrote it
             return faults.inject(current, fault, chosen_scope, selection, marker).virtual_service
 
-        # Recorded before the write: if the answer is lost or a signal lands mid-write, the
+        # Recorded before any write: if an answer is lost or a signal lands mid-write, the
         # run's controls still know where to clean up.
         ledger.record(rid, meta.get("namespace", ns), meta["name"])
-        try:
-            before, after = client.update(meta["name"], meta.get("namespace", ns), change, target)
-        except Exception:
-            _rollback_partial(client, written)
-            raise
-        written.append((meta["name"], meta.get("namespace", ns), names))
-        _add_target(result, target, plan, virtual_service_diff(before, after))
+        updates.append((meta["name"], meta.get("namespace", ns), change, target))
+    outcomes = client.update_many(updates)
+    written: list[tuple[str, str, list[str]]] = []
+    failures: list[Exception] = []
+    for target, plan, outcome in zip(targets, planned, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            failures.append(outcome)
+            continue
+        meta = target["metadata"]
+        written.append((meta["name"], meta.get("namespace", ns), [f.name for f in plan.faulted]))
+        _add_target(result, target, plan, virtual_service_diff(*outcome))
         logger.info(
             "injected %s into %s routes %s for run %s",
             fault.to_istio(),
             faults.vs_ref(target),
-            names,
+            [f.name for f in plan.faulted],
             rid,
         )
+    if failures:
+        _rollback_partial(client, written)  # all or nothing: undo what did get written
+        raise failures[0]
     result["written_at"] = dt.datetime.now(dt.UTC).isoformat()
     # The clock of the experiment starts when the proxies apply the fault, not at the write.
     try:

@@ -44,6 +44,7 @@ CONTROL_MODULE = "chaosmesh_istio.controls"
 DOCUMENTED_KEYS = (
     "chaosmesh_allowed_namespaces",
     "chaosmesh_api_attempts",
+    "chaosmesh_api_concurrency",
     "chaosmesh_api_timeout",
     "chaosmesh_group_header",
     "chaosmesh_group_label",

@@ -54,22 +54,32 @@ def remove_run(
         if name is None:
             raise
         targets = []  # a deleted VirtualService carries no fault
-    removed = []
-    for target in targets:
-        meta = target["metadata"]
-        try:
-            before, _ = client.update(
-                meta["name"],
-                meta.get("namespace", namespace),
+    outcomes = client.update_many(
+        [
+            (
+                t["metadata"]["name"],
+                t["metadata"].get("namespace", namespace),
                 functools.partial(removal_change, run=run),
-                target,
+                t,
             )
-        except NotFound:
+            for t in targets
+        ]
+    )
+    removed = []
+    failures: list[Exception] = []
+    for target, outcome in zip(targets, outcomes, strict=True):
+        if isinstance(outcome, NotFound):
+            continue  # deleted meanwhile: it carries no fault
+        if isinstance(outcome, Exception):
+            failures.append(outcome)
             continue
-        gone = faults.remove(before, run).removed
+        gone = faults.remove(outcome[0], run).removed
         if gone:
             removed.append({"virtual_service": faults.vs_ref(target), "routes": list(gone)})
             logger.info("removed %s from %s", list(gone), faults.vs_ref(target))
+    if failures:
+        # Every other target was still cleaned: one stubborn object never stops the rest.
+        raise failures[0]
     if name:
         verify_removed(client, targets, run)
     else:

@@ -198,6 +198,84 @@ def test_label_selector_targets_every_matching_virtual_service(
     assert probes.active_fault_count(label_selector=f"team={team}") == 0
 
 
+def _labelled(kube: client.CustomObjectsApi, count: int) -> tuple[str, list[dict[str, Any]]]:
+    team = f"team-{next(_names)}"
+    return team, [create(kube, copy.deepcopy(ROUTES), labels={"team": team}) for _ in range(count)]
+
+
+def test_selector_injection_is_all_or_nothing_when_one_patch_is_refused(
+    kube: client.CustomObjectsApi,
+    local_mesh: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Eight objects patched concurrently; the API refuses one patch (whichever comes
+    # first). The call fails with that error and the other seven are undone.
+    team, created = _labelled(kube, 8)
+    with flaky_proxy(local_mesh.url, str(local_mesh.ca)) as proxy:
+        path = kubeconfig_for(Path(local_mesh.kubeconfig), proxy.url, tmp_path / "kubeconfig")
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        proxy.fail_next(403, methods=("PATCH",))
+        with pytest.raises(KubeError, match="not allowed to patch"):
+            actions.inject_abort(
+                label_selector=f"team={team}", status=503, configuration={"chaosmesh_run_id": "aon"}
+            )
+        patches = [status for method, _, status in proxy.seen if method == "PATCH"]
+    # 8 injections (one refused), then 7 undone.
+    assert sorted(patches) == [200] * 14 + [403]
+    for before in created:
+        after = read(kube, before["metadata"]["name"])
+        assert faults.active_runs(after) == []
+        assert user_view(after) == user_view(before)
+
+
+def test_selector_removal_cleans_every_other_object_when_one_patch_is_refused(
+    kube: client.CustomObjectsApi,
+    local_mesh: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    team, created = _labelled(kube, 8)
+    conf = {"chaosmesh_run_id": "rm-one-refused"}
+    actions.inject_delay(label_selector=f"team={team}", delay="1s", configuration=conf)
+    with flaky_proxy(local_mesh.url, str(local_mesh.ca)) as proxy:
+        path = kubeconfig_for(Path(local_mesh.kubeconfig), proxy.url, tmp_path / "kubeconfig")
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        proxy.fail_next(403, methods=("PATCH",))
+        with pytest.raises(KubeError, match="not allowed to patch"):
+            actions.remove_faults(label_selector=f"team={team}", configuration=conf)
+    monkeypatch.setenv("KUBECONFIG", str(local_mesh.kubeconfig))  # past the proxy again
+    left = [
+        o["metadata"]["name"]
+        for o in created
+        if faults.active_runs(read(kube, o["metadata"]["name"]))
+    ]
+    assert len(left) == 1  # only the refused one still carries the fault
+    actions.remove_faults(label_selector=f"team={team}", configuration=conf)
+    for before in created:
+        assert user_view(read(kube, before["metadata"]["name"])) == user_view(before)
+
+
+def test_concurrent_and_one_at_a_time_patches_write_the_same_objects(
+    kube: client.CustomObjectsApi,
+) -> None:
+    results = []
+    for concurrency in (1, 8):
+        team, created = _labelled(kube, 12)
+        conf = {"chaosmesh_run_id": "same", "chaosmesh_api_concurrency": concurrency}
+        injected = actions.inject_delay(
+            label_selector=f"team={team}", delay="1s", configuration=conf
+        )
+        names = [o["metadata"]["name"] for o in created]
+        # The answer lists the objects in the selector's order, whatever finished first.
+        assert injected["virtual_services"] == sorted(f"default/{n}" for n in names)
+        results.append([read(kube, n)["spec"] for n in names])
+        removed = actions.remove_faults(label_selector=f"team={team}", configuration=conf)
+        assert len(removed["removed"]) == 12
+        assert [user_view(read(kube, n)) for n in names] == [user_view(o) for o in created]
+    assert results[0] == results[1]
+
+
 def test_two_runs_on_one_virtual_service_remove_only_their_own(
     kube: client.CustomObjectsApi,
 ) -> None:
