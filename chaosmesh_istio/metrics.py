@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
+from chaosmesh_istio.durations import bounded_duration
 from chaosmesh_istio.errors import Inconclusive, InvalidArgument
 from chaosmesh_istio.metrics_client import (
     endpoint,
@@ -347,6 +349,7 @@ def fault_fired(
     group: str | None = "experiment",
     window: str = "5m",
     min_requests: int = 1,
+    wait: str = "0s",
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> bool:
@@ -355,6 +358,8 @@ def fault_fired(
     Proves that the experiment really exercised the fault. When it did not, raises an
     inconclusive error naming the likely cause: the header did not reach the faulted hop,
     no experiment traffic reached the destination, or there is no data at all.
+    A request is counted when it ends, so a delayed one shows up only after the delay (and
+    a scrape): `wait` (e.g. "15s") asks again every second until then before concluding.
     """
     _window_seconds(window)
     valid = isinstance(min_requests, int) and not isinstance(min_requests, bool)
@@ -362,6 +367,33 @@ def fault_fired(
         raise InvalidArgument(
             f"min_requests must be a whole number of at least 1, got {min_requests!r}"
         )
+    try:
+        patience = bounded_duration("wait", wait, 0, 3600 * 10**9) / 1e9
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return _fault_fired_now(
+                destination_service, namespace, group, window, min_requests, configuration, secrets
+            )
+        except Inconclusive:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            logger.info("no fault-injected request seen yet; asking again (%.0f s left)", left)
+            time.sleep(min(1.0, left))
+
+
+def _fault_fired_now(
+    destination_service: str | None,
+    namespace: str | None,
+    group: str | None,
+    window: str,
+    min_requests: int,
+    configuration: Configuration,
+    secrets: Secrets,
+) -> bool:
     grouped = _filters(destination_service, namespace, None, "source", group, configuration)
     target = _filters(destination_service, namespace, None, "source", None, configuration)
     flagged = _optional_count(

@@ -175,6 +175,7 @@ def scaffold(vs: dict[str, Any], fault: str) -> dict[str, Any]:
                 destination_service="${service}",
                 group="experiment",
                 window="1m",
+                wait="20s",
             ),
             _python(
                 "probe",

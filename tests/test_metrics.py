@@ -515,6 +515,8 @@ BAD_INPUT = (
         ),
         pytest.param("fault_fired", {"min_requests": 0}, "min_requests must be a whole number"),
         pytest.param("fault_fired", {"min_requests": 1.5}, "min_requests must be a whole number"),
+        pytest.param("fault_fired", {"wait": "soon"}, "wait 'soon' is not a duration"),
+        pytest.param("fault_fired", {"wait": 20}, "wait 20 is not a duration"),
         pytest.param(
             "success_rate", {"source_workload": ""}, "source_workload must be a workload name"
         ),
@@ -729,3 +731,37 @@ def test_fault_fired_on_the_local_mesh(full_mesh: Any, monkeypatch: pytest.Monke
         "catalog", group="experiment", kind="abort", configuration=config
     )
     assert count == 5
+
+
+def test_fault_fired_waits_for_delayed_requests_to_end(
+    full_mesh: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A delayed request is counted when it ends: right after the injection there is nothing
+    # to see yet, and `wait` asks again until the delayed requests have ended.
+    from chaosmesh_istio import actions  # noqa: PLC0415 - only this test needs the kube layer
+
+    monkeypatch.setenv("KUBECONFIG", str(full_mesh.kubeconfig))
+    run = {"chaosmesh_run_id": "metrics-wait"}
+    config = {"prometheus_url": full_mesh.prometheus_url}
+    group = "experiment"
+    injected = actions.inject_delay("reviews", delay="2s", configuration=run)
+    header = {injected["header"]: injected["header_value"]}
+    url = f"{full_mesh.ingress_url}/product/1"
+    senders = [
+        threading.Thread(target=mesh_get, args=(url, group, header), daemon=True) for _ in range(3)
+    ]
+    try:
+        time.sleep(0.3)  # the push reaches the data plane in tens of milliseconds
+        for sender in senders:
+            sender.start()
+        with pytest.raises(Inconclusive):
+            metrics.fault_fired("reviews", group=group, window="5s", configuration=config)
+        started = time.monotonic()
+        assert metrics.fault_fired(
+            "reviews", group=group, window="5s", wait="20s", configuration=config
+        )
+        assert time.monotonic() - started < 20
+    finally:
+        for sender in senders:
+            sender.join(timeout=15)
+        actions.remove_faults("reviews", configuration=run)
