@@ -46,11 +46,30 @@ def main(argv: list[str] | None = None) -> int:
             for result in found:
                 print(f"  {result.name}: {result.measured} ({'met' if result.met else 'MISSED'})")
             print(f"  done in {time.monotonic() - began:.1f} s", flush=True)
-    cpus = len(os.sched_getaffinity(0))
-    print(f"\nmachine: {platform.node()}, {cpus} CPUs, Python {platform.python_version()}")
+    print(f"\nmachine: {machine()}")
     print(f"total {time.monotonic() - started:.0f} s\n")
     print(render_table(results))
     return 0 if all(r.met for r in results) else 1
+
+
+def machine() -> str:
+    """CPU model and count, memory, kernel and Python: what the README's table ran on."""
+    model, memory = platform.processor() or "unknown CPU", ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f", {int(line.split()[1]) / 1024**2:.0f} GiB"
+                break
+    cpus = len(os.sched_getaffinity(0))
+    return (
+        f"{model}, {cpus} CPUs{memory}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 if __name__ == "__main__":
